@@ -1,0 +1,38 @@
+# slam-recipes — common tasks. `make pretrain` and `make test` install first when needed.
+PYTHON ?= python
+TORCH_VERSION ?= 2.13.0
+CONFIG ?= recipes/demo/pretrain.yaml
+ACCELERATE_CONFIG ?=
+ARGS ?=
+
+.PHONY: install test lint format pretrain bench clean
+
+install: .installed
+
+# torch first, and only when missing: an installed build (CUDA or CPU) is never replaced.
+.installed: setup.cfg pyproject.toml constraints.txt
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
+	$(PYTHON) -m pip install -e ".[dev]" -c constraints.txt
+	touch .installed
+
+test: install
+	$(PYTHON) -m pytest
+
+lint: install
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+
+format: install
+	$(PYTHON) -m ruff format .
+	$(PYTHON) -m ruff check --fix .
+
+# The main job: pretrain a speech LM (default: the CPU demo on the units shipped in data/demo).
+#   make pretrain CONFIG=recipes/slam/pretrain.yaml ACCELERATE_CONFIG=accelerate_configs/a5000_24h.yaml
+pretrain: install
+	$(PYTHON) -m accelerate.commands.launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) recipes/pretrain.py --config $(CONFIG) $(ARGS)
+
+bench: install
+	$(PYTHON) recipes/benchmark.py
+
+clean:
+	rm -rf outputs bench_results .installed

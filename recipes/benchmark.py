@@ -1,0 +1,117 @@
+"""Benchmark the pretraining pipeline on this machine: unit-dataset preparation and tiny-recipe training throughput.
+
+Usage:
+    make bench
+    python recipes/benchmark.py --num_utterances 20000 --train_steps 60 --output_dir bench_results
+
+Prints a markdown table and writes `<output_dir>/pretrain_bench.json`. Not a test: numbers depend on the machine.
+"""
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def write_synthetic_units(folder: str, num_utterances: int, seed: int = 0) -> dict[str, str]:
+    """The same utterances in three input forms: `units` jsonl, slamkit `audio_repr` jsonl, parquet."""
+    import numpy as np
+    from datasets import Dataset
+
+    from slam_recipes.units import units_to_string
+
+    rng = np.random.default_rng(seed)
+    lengths = np.clip(rng.lognormal(mean=6.2, sigma=0.6, size=num_utterances), 8, 4000).astype(int)  # mean ≈ 590
+    utterances = [rng.integers(0, 500, size=n).tolist() for n in lengths]
+    paths = {
+        "units jsonl": os.path.join(folder, "units.jsonl"),
+        "audio_repr jsonl": os.path.join(folder, "tokens.jsonl"),
+    }
+    with open(paths["units jsonl"], "w") as f:
+        f.writelines(json.dumps({"units": u}) + "\n" for u in utterances)
+    with open(paths["audio_repr jsonl"], "w") as f:
+        f.writelines(json.dumps({"audio_repr": units_to_string(u)}) + "\n" for u in utterances)
+    paths["parquet"] = os.path.join(folder, "units.parquet")
+    Dataset.from_dict({"units": utterances}).to_parquet(paths["parquet"])
+    return paths
+
+
+def bench_preparation(num_utterances: int, context_length: int) -> list[dict]:
+    import datasets
+
+    from slam_recipes.data import build_pretraining_datasets, count_tokens
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        paths = write_synthetic_units(folder, num_utterances)
+        for name, path in paths.items():
+            datasets.config.HF_DATASETS_CACHE = os.path.join(folder, f"cache-{len(rows)}")  # cold cache each time
+            start = time.perf_counter()
+            train, _ = build_pretraining_datasets([path], num_units=500, context_length=context_length)
+            seconds = time.perf_counter() - start
+            tokens = count_tokens(train)
+            rows.append(
+                {
+                    "input": name,
+                    "tokens": tokens,
+                    "seconds": round(seconds, 2),
+                    "tokens_per_s": round(tokens / seconds),
+                }
+            )
+    return rows
+
+
+def bench_training(steps: int, output_dir: str) -> dict:
+    """The demo recipe through the real script; tokens/s from the logged intervals after the first."""
+    run_dir = os.path.join(output_dir, "demo-train")
+    command = [
+        sys.executable, os.path.join(REPO, "recipes", "pretrain.py"), "--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"),
+        "--output_dir", run_dir, "--max_steps", str(steps), "--logging_steps", "10", "--eval_strategy", "no",
+        "--save_strategy", "no", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+    with open(os.path.join(run_dir, "trainer_state.json")) as f:
+        logs = [h for h in json.load(f)["log_history"] if "tokens_per_second" in h]
+    rates = [h["tokens_per_second"] for h in logs]
+    return {"recipe": "recipes/demo/pretrain.yaml", "steps": steps, "tokens_per_s": round(sum(rates) / len(rates))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--num_utterances", type=int, default=20000)
+    parser.add_argument("--context_length", type=int, default=1024)
+    parser.add_argument("--train_steps", type=int, default=60)
+    parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_results"))
+    args = parser.parse_args()
+    os.makedirs(args.output_dir, exist_ok=True)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import datasets
+    import torch
+
+    datasets.disable_progress_bars()
+    preparation = bench_preparation(args.num_utterances, args.context_length)
+    training = bench_training(args.train_steps, args.output_dir)
+    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+    print(f"## Pretraining pipeline benchmark ({machine})\n")
+    print("| unit-dataset preparation (load → ids → pack) | tokens | seconds | tokens/s |")
+    print("|---|---:|---:|---:|")
+    for row in preparation:
+        print(f"| {row['input']} | {row['tokens']:,} | {row['seconds']} | {row['tokens_per_s']:,} |")
+    print("\n| training | steps | tokens/s |")
+    print("|---|---:|---:|")
+    print(f"| {training['recipe']} | {training['steps']} | {training['tokens_per_s']:,} |")
+    result = {"machine": machine, "preparation": preparation, "training": training}
+    with open(os.path.join(args.output_dir, "pretrain_bench.json"), "w") as f:
+        json.dump(result, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""Pretrain a speech language model on unit datasets: stage 1 of the Slam recipe.
+
+Usage:
+    # the paper's run: Qwen2.5-0.5B, TWIST init, 1×A5000, 23.5 h
+    accelerate launch --config_file accelerate_configs/a5000_24h.yaml recipes/pretrain.py --config recipes/slam/pretrain.yaml
+
+    # the scaled run: 2×A100, 48 h
+    accelerate launch --config_file accelerate_configs/a100x2_48h.yaml recipes/pretrain.py --config recipes/slam_scaled/pretrain.yaml
+
+    # CPU, minutes, on the data shipped in data/demo
+    python recipes/pretrain.py --config recipes/demo/pretrain.yaml
+
+Any recipe value can be overridden on the command line (CLI > YAML > default), e.g. `--time_budget 01:00:00`.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import dataclasses
+    import logging
+
+    from transformers import set_seed
+
+    from slam_recipes import (
+        DataArguments,
+        ModelArguments,
+        PretrainConfig,
+        UnitLMTrainer,
+        build_callbacks,
+        build_collator,
+        build_pretraining_datasets,
+        build_unit_lm,
+        check_packing,
+        check_vocab,
+        load_or_build_tokenizer,
+        parse_recipe_args,
+    )
+    from slam_recipes.model import model_flops_per_token
+    from slam_recipes.trainer import peak_flops_per_device
+
+    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level()
+    )
+    set_seed(training_args.seed)
+
+    # Data (prepared and cached before the time budget starts)
+    with training_args.main_process_first(desc="unit dataset preparation"):
+        train_dataset, eval_dataset = build_pretraining_datasets(
+            **dataclasses.asdict(data_args), num_units=model_args.num_units, seed=training_args.seed
+        )
+
+    # Model
+    model = build_unit_lm(model_args.model_name_or_path, **model_args.build_kwargs())
+    tokenizer = load_or_build_tokenizer(
+        model_args.model_name_or_path, model_args.num_units, model_args.tokenizer_name_or_path
+    )
+    check_vocab(tokenizer, model)
+    check_packing(model, data_args.packing, model_args.attn_implementation)
+
+    # Training
+    trainer = UnitLMTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        data_collator=build_collator(data_args.packing, model_args.attn_implementation),
+        processing_class=tokenizer,
+        callbacks=build_callbacks(training_args.callbacks, training_args),
+    )
+    trainer.flops_per_token = model_flops_per_token(model, data_args.context_length)
+    trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # Save
+    trainer.save_state()
+    trainer.save_model(training_args.output_dir)
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+
+
+if __name__ == "__main__":
+    run_entry_point(main)

@@ -1,0 +1,229 @@
+"""The time budget: stop at the deadline (evaluate + save), and fit the LR schedule's horizon to the budget."""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+
+import torch
+from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
+
+from slam_recipes.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+_BUDGET_RE = re.compile(r"(?:(\d+)-)?(\d+):(\d{1,2}):(\d{1,2}(?:\.\d*)?)")
+STEP_TIME_WINDOW = 50  # steps averaged for the step time: recent enough to follow a change of speed
+BUDGET_SCHEDULES = ("cosine", "cosine_with_min_lr", "linear", "constant_with_warmup")
+
+
+def parse_time_budget(value: str | int | float | None) -> float | None:
+    """`"23:30:00"`, `"1-00:00:00"` (days-hh:mm:ss), `"90"` or `90` (seconds) → seconds; None → None."""
+    if value is None:
+        return None
+    seconds: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        match = _BUDGET_RE.fullmatch(text)
+        if match:
+            days, hours, minutes, secs = match.groups()
+            if int(minutes) < 60 and float(secs) < 60:
+                seconds = int(days or 0) * 86400 + int(hours) * 3600 + int(minutes) * 60 + float(secs)
+        else:
+            try:
+                seconds = float(text)
+            except ValueError:
+                seconds = None
+    if seconds is None or not math.isfinite(seconds) or seconds <= 0:
+        raise ConfigError(
+            f"time_budget {value!r} is malformed: use 'HH:MM:SS', 'D-HH:MM:SS' or a positive number of seconds"
+        )
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 3600:d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+
+
+class BudgetSchedule:
+    """LR multiplier with an adjustable horizon: linear warmup, then cosine (or linear) decay to `min_lr_ratio` at
+    step `horizon`. A callable object, so `LambdaLR.state_dict()` saves the horizon with each checkpoint."""
+
+    def __init__(self, horizon: int, warmup: float = 0.0, min_lr_ratio: float = 0.0, kind: str = "cosine"):
+        if kind not in BUDGET_SCHEDULES:
+            raise ConfigError(
+                f"lr_scheduler_type {kind!r} cannot be fitted to a time budget; use one of {BUDGET_SCHEDULES}"
+            )
+        self.horizon = max(1, int(horizon))
+        self.warmup = float(warmup)
+        self.min_lr_ratio = float(min_lr_ratio)
+        self.kind = kind
+
+    def warmup_steps(self) -> int:
+        return int(self.warmup) if self.warmup >= 1 else math.ceil(self.horizon * self.warmup)
+
+    def __call__(self, step: int) -> float:
+        warmup = self.warmup_steps()
+        if step < warmup:
+            return step / max(1, warmup)
+        if self.kind == "constant_with_warmup":
+            return 1.0
+        progress = min(1.0, (step - warmup) / max(1, self.horizon - warmup))
+        decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if self.kind != "linear" else 1.0 - progress
+        return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
+
+
+def min_lr_ratio(lr_scheduler_type: str, learning_rate: float, scheduler_kwargs: dict | None) -> float:
+    """The floor of the schedule as a fraction of the peak LR (`min_lr` or `min_lr_rate`, as transformers names them)."""
+    kwargs = scheduler_kwargs or {}
+    if lr_scheduler_type != "cosine_with_min_lr":
+        return 0.0
+    if kwargs.get("min_lr_rate") is not None:
+        return float(kwargs["min_lr_rate"])
+    if kwargs.get("min_lr") is not None:
+        return float(kwargs["min_lr"]) / learning_rate
+    raise ConfigError("lr_scheduler_type cosine_with_min_lr needs lr_scheduler_kwargs.min_lr or min_lr_rate")
+
+
+def _budget_schedule(lr_scheduler) -> BudgetSchedule | None:
+    scheduler = getattr(lr_scheduler, "scheduler", lr_scheduler)  # accelerate wraps schedulers
+    for fn in getattr(scheduler, "lr_lambdas", []):
+        if isinstance(fn, BudgetSchedule):
+            return fn
+    return None
+
+
+def _share_from_main_process(values: list[float], device) -> list[float]:
+    """Rank 0's values on every rank, so all ranks take the same decision on the same step."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values
+    if torch.distributed.get_world_size() == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.broadcast(tensor, src=0)
+    return tensor.tolist()
+
+
+class TimeBudgetCallback(TrainerCallback, ExportableState):
+    """Stop training at the time budget: the step that crosses it is the last one, then evaluate and save.
+
+    - Time counts from `on_train_begin` (data preparation and model loading are outside the budget). The elapsed
+      budget is saved in every checkpoint (`trainer_state.json`), so a resumed run keeps the original deadline.
+    - Rank 0 decides and broadcasts, so every rank stops on the same step.
+    - Without `max_steps`, the LR schedule's horizon (a `BudgetSchedule`) is re-estimated after every step from the
+      mean time of the recent steps, so the decay reaches its floor at the deadline. With `max_steps`, training ends at
+      whichever comes first, with a warning once the step time shows the budget is too short.
+    """
+
+    def __init__(
+        self, budget_seconds: float, clock: Callable[[], float] | None = None, step_time_window: int = STEP_TIME_WINDOW
+    ):
+        self.budget_seconds = float(budget_seconds)
+        self.clock = clock or time.monotonic
+        self.elapsed_before = 0.0  # budget spent by earlier sessions of this run (restored on resume)
+        self.session_start: float | None = None
+        self.session_start_step = 0
+        self.last_step_end: float | None = None
+        self.recent_step_times: deque[float] = deque(maxlen=step_time_window)
+        self.stopped_at_step: int | None = None
+        self._warned = False
+
+    # -- ExportableState --------------------------------------------------------------------------------------------
+    def state(self) -> dict:
+        return {"args": {"budget_seconds": self.budget_seconds}, "attributes": {"elapsed_before": self.elapsed()}}
+
+    # -- clock ------------------------------------------------------------------------------------------------------
+    def elapsed(self, now: float | None = None) -> float:
+        if self.session_start is None:
+            return self.elapsed_before
+        return self.elapsed_before + ((self.clock() if now is None else now) - self.session_start)
+
+    def remaining(self, now: float | None = None) -> float:
+        return self.budget_seconds - self.elapsed(now)
+
+    # -- events -----------------------------------------------------------------------------------------------------
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        if saved and state.global_step > 0:  # resuming: keep the deadline of the original start
+            self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0))
+        self.session_start = self.clock()
+        self.session_start_step = state.global_step
+        self.last_step_end = None
+        self.recent_step_times.clear()
+        logger.info(
+            "Time budget %s, %s already spent, deadline in %s",
+            format_seconds(self.budget_seconds),
+            format_seconds(self.elapsed_before),
+            format_seconds(self.remaining()),
+        )
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        now = self.clock()
+        steps = state.global_step - self.session_start_step
+        if self.last_step_end is not None:  # the session's first step (warm-up, compilation) is left out
+            self.recent_step_times.append(now - self.last_step_end)
+        self.last_step_end = now
+        if self.recent_step_times:
+            step_time = sum(self.recent_step_times) / len(self.recent_step_times)
+        else:
+            step_time = now - self.session_start
+        remaining = self.remaining(now)
+        if step_time > 0:
+            horizon = state.global_step + math.ceil(max(0.0, remaining) / step_time - 1e-9)
+        else:
+            horizon = state.max_steps
+        stop, horizon = _share_from_main_process([float(remaining <= 0), float(horizon)], args.device)
+
+        schedule = _budget_schedule(kwargs.get("lr_scheduler"))
+        if schedule is not None:
+            cap = state.max_steps if state.max_steps and state.max_steps > 0 else math.inf
+            schedule.horizon = max(state.global_step, int(min(horizon, cap)), 1)
+        if args.max_steps > 0 and steps == 2 and not self._warned and horizon < args.max_steps:
+            self._warned = True
+            logger.warning(
+                "time_budget %s looks too short for max_steps=%d: at %.3g s/step it ends near step %d",
+                format_seconds(self.budget_seconds),
+                args.max_steps,
+                step_time,
+                int(horizon),
+            )
+        if stop:
+            self.stopped_at_step = state.global_step
+            logger.warning(
+                "Time budget %s reached at step %d: stopping, evaluating and saving",
+                format_seconds(self.budget_seconds),
+                state.global_step,
+            )
+            control.should_training_stop = True
+            control.should_save = args.save_strategy != "no"
+            control.should_evaluate = args.eval_strategy != "no"
+        return control
+
+
+def build_time_budget_callback(args) -> TimeBudgetCallback | None:
+    budget = parse_time_budget(args.time_budget)
+    return TimeBudgetCallback(budget) if budget is not None else None
+
+
+# Callbacks a recipe can name in its `callbacks:` list. Each builder takes the training arguments and returns a
+# callback, or None when its options leave it off.
+CALLBACKS: dict[str, Callable] = {"time_budget": build_time_budget_callback}
+
+
+def build_callbacks(names: list[str], args) -> list[TrainerCallback]:
+    unknown = [name for name in names if name not in CALLBACKS]
+    if unknown:
+        raise ConfigError(f"unknown callback(s) {unknown}; known: {sorted(CALLBACKS)}")
+    built = [CALLBACKS[name](args) for name in names]
+    return [callback for callback in built if callback is not None]

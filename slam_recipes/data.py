@@ -1,0 +1,464 @@
+"""Unit datasets: load (Hub / save_to_disk folder / files), normalise to token ids, mix, split, pack, collate.
+
+Every accepted input form ends as one column, `input_ids`, of uint16 token ids (`<S> units+2 … <S>`), at most
+`context_length` long. Preparation runs through `datasets.map`, so it is cached on disk and happens before the
+trainer (and its time budget) starts.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from slam_recipes.errors import DataError
+from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, parse_unit_string
+
+PACKING_MODES = ("padding_free", "block", "none")
+UNITS_COLUMNS = ("units", "audio_repr")  # slamkit features JSONL / slamkit tokens JSONL
+_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet", ".arrow": "arrow"}
+_PACK_BATCH_ROWS = 20_000  # rows binned together by BFD packing: larger fills blocks better
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------------------------------
+def load_source(source: str, split: str = "train", config_name: str | None = None) -> list[tuple[str, object]]:
+    """Load one `--dataset_name` value as `[(label, Dataset), ...]`.
+
+    `source` is a Hub dataset name, a `save_to_disk` folder, a folder of data files, or a jsonl/parquet/arrow file
+    or glob (each file is loaded on its own so errors can name it). `label` names the file or split for errors.
+    """
+    from datasets import DatasetDict, load_dataset, load_from_disk
+
+    try:
+        if os.path.isdir(source):
+            label = f"{source} [{split}]"
+            if os.path.isfile(os.path.join(source, "dataset_dict.json")):
+                dataset_dict = load_from_disk(source)
+                if split not in dataset_dict:
+                    raise DataError(f"{source}: no split {split!r} (has {sorted(dataset_dict)})")
+                return [(label, dataset_dict[split])]
+            if os.path.isfile(os.path.join(source, "state.json")):
+                if split != "train":
+                    raise DataError(f"{source}: a single saved Dataset has no {split!r} split")
+                return [(source, load_from_disk(source))]
+            return [(label, load_dataset(source, config_name, split=split))]
+        if glob.has_magic(source) or _builder(source):
+            files = sorted(glob.glob(source))
+            if not files:
+                raise DataError(f"{source}: no such file")
+            loaded = []
+            for path in files:
+                builder = _builder(path)
+                if builder is None:
+                    raise DataError(f"{path}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
+                loaded.append((path, load_dataset(builder, data_files=path, split="train")))
+            return loaded
+        if os.path.exists(source):
+            raise DataError(f"{source}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
+        loaded = load_dataset(source, config_name, split=split)
+        if isinstance(loaded, DatasetDict):  # pragma: no cover - split is always given
+            loaded = loaded[split]
+        return [(f"{source} [{split}]", loaded)]
+    except DataError:
+        raise
+    except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line}") from err
+
+
+def _builder(path: str) -> str | None:
+    return _FILE_BUILDERS.get(os.path.splitext(path)[1].lower())
+
+
+def detect_units_column(dataset, label: str, units_column: str | None = None) -> str:
+    """The column holding units: `units_column` if given, else `units` (int lists) or `audio_repr` (unit strings)."""
+    columns = list(dataset.column_names)
+    if units_column is not None:
+        if units_column not in columns:
+            raise DataError(f"{label}: missing column {units_column!r} (found {columns})")
+        column = units_column
+    else:
+        found = [c for c in UNITS_COLUMNS if c in columns]
+        if not found:
+            raise DataError(
+                f"{label}: no unit column: expected 'units' (integer lists) or 'audio_repr' (unit strings), "
+                f"found {columns}; set units_column to choose one"
+            )
+        column = found[0]
+    feature = dataset.features[column]
+    inner = getattr(feature, "feature", None)
+    dtype = getattr(inner, "dtype", None) if inner is not None else getattr(feature, "dtype", None)
+    is_list = inner is not None
+    if (
+        is_list and dtype is not None and ("int" in dtype or dtype == "null")
+    ):  # null: only empty lists (caught per row)
+        return column
+    if not is_list and dtype in ("string", "large_string"):
+        return column
+    kind = f"lists of {dtype}" if is_list else dtype
+    raise DataError(f"{label}: column {column!r} holds {kind}; expected integer lists or <UnK> strings")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Normalising rows to token ids (vectorised over a batch of rows)
+# ---------------------------------------------------------------------------------------------------------------------
+def _ragged_from_column(
+    column: pa.ChunkedArray | pa.Array, label: str, first_row: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(values, offsets) of a list or unit-string column."""
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    if column.null_count:
+        bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise DataError(f"{label} row {first_row + bad}: empty unit sequence (null)")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        rows = [parse_unit_string(text, f"{label} row {first_row + i}") for i, text in enumerate(column.to_pylist())]
+        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+        values = np.fromiter((u for r in rows for u in r), dtype=np.int64, count=int(lengths.sum()))
+        return values, np.concatenate([[0], np.cumsum(lengths)])
+    offsets = column.offsets.to_numpy().astype(np.int64)
+    offsets = offsets - offsets[0]
+    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    return values, offsets
+
+
+def normalize_batch(
+    values: np.ndarray,
+    offsets: np.ndarray,
+    *,
+    num_units: int,
+    label: str,
+    first_row: int,
+    dedup: bool = False,
+    add_bos_eos: bool = True,
+    min_units: int = 1,
+    max_units: int | None = None,
+    context_length: int = 1024,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows (flat `values` + `offsets`) → token-id rows, validated, deduplicated, framed, filtered and chunked.
+
+    Errors name the row: `label row N: ...`. Returns (token ids as uint16, offsets).
+    """
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() == 0:
+        raise DataError(f"{label} row {first_row + int(np.argmin(lengths))}: empty unit sequence")
+    bad = np.flatnonzero((values < 0) | (values >= num_units))
+    if bad.size:
+        row = int(np.searchsorted(offsets, bad[0], side="right") - 1)
+        raise DataError(f"{label} row {first_row + row}: unit id {int(values[bad[0]])} outside [0, {num_units})")
+    starts = offsets[:-1]
+    if dedup and values.size:
+        keep = np.ones(values.size, dtype=bool)
+        keep[1:] = values[1:] != values[:-1]
+        keep[starts] = True
+        lengths = np.add.reduceat(keep.astype(np.int64), starts) if starts.size else lengths
+        values = values[keep]
+    # Length filter (on units, before framing).
+    row_keep = lengths >= min_units
+    if max_units is not None:
+        row_keep &= lengths <= max_units
+    row_of_value = np.repeat(np.arange(lengths.size), lengths)
+    values = values[row_keep[row_of_value]]
+    lengths = lengths[row_keep]
+    # Framing: <S> units+2 <S>.
+    extra = 2 if add_bos_eos else 0
+    framed_lengths = lengths + extra
+    framed_offsets = np.concatenate([[0], np.cumsum(framed_lengths)])
+    ids = np.empty(int(framed_offsets[-1]), dtype=np.uint16)
+    body = np.ones(ids.size, dtype=bool)
+    if add_bos_eos and lengths.size:
+        ids[framed_offsets[:-1]] = BOS_ID
+        ids[framed_offsets[1:] - 1] = EOS_ID
+        body[framed_offsets[:-1]] = False
+        body[framed_offsets[1:] - 1] = False
+    ids[body] = values + NUM_SPECIAL
+    # Chunking: rows longer than the context become consecutive pieces of at most `context_length` tokens.
+    return ids, chunk_offsets(framed_offsets, context_length)
+
+
+def chunk_offsets(offsets: np.ndarray, context_length: int) -> np.ndarray:
+    """Split every row [offsets[i], offsets[i+1]) into pieces of at most `context_length`; returns new offsets."""
+    lengths = np.diff(offsets)
+    if lengths.size == 0 or lengths.max() <= context_length:
+        return offsets
+    pieces = -(-lengths // context_length)  # ceil
+    row = np.repeat(np.arange(lengths.size), pieces)
+    index_in_row = np.arange(row.size) - np.repeat(np.cumsum(pieces) - pieces, pieces)
+    piece_starts = offsets[:-1][row] + index_in_row * context_length
+    return np.concatenate([piece_starts, offsets[-1:]])
+
+
+def _normalize_map(
+    batch: pa.Table,
+    indices: list[int],
+    column: str,
+    label: str,
+    **options,
+) -> pa.Table:
+    first_row = indices[0] if len(indices) else 0
+    values, offsets = _ragged_from_column(batch.column(column), label, first_row)
+    ids, new_offsets = normalize_batch(values, offsets, label=label, first_row=first_row, **options)
+    input_ids = pa.ListArray.from_arrays(pa.array(new_offsets, pa.int32()), pa.array(ids, pa.uint16()))
+    return pa.table({"input_ids": input_ids})
+
+
+def to_token_ids(
+    dataset,
+    label: str,
+    *,
+    num_units: int,
+    units_column: str | None = None,
+    dedup: bool = False,
+    add_bos_eos: bool = True,
+    min_units: int = 1,
+    max_units: int | None = None,
+    context_length: int = 1024,
+    num_proc: int | None = None,
+):
+    """One loaded dataset → a dataset with only `input_ids` (uint16 token ids), cached by `datasets`."""
+    column = detect_units_column(dataset, label, units_column)
+    if context_length < 2 + (1 if add_bos_eos else 0):
+        raise DataError(f"context_length {context_length} is too short")
+    options = dict(
+        column=column,
+        label=label,
+        num_units=num_units,
+        dedup=dedup,
+        add_bos_eos=add_bos_eos,
+        min_units=min_units,
+        max_units=max_units,
+        context_length=context_length,
+    )
+    return (
+        dataset.with_format("arrow")
+        .map(
+            _normalize_map,
+            batched=True,
+            batch_size=10_000,
+            with_indices=True,
+            remove_columns=dataset.column_names,
+            fn_kwargs=options,
+            num_proc=num_proc,
+            desc=f"Units → token ids ({label})",
+        )
+        .with_format(None)
+    )
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Mixing, splitting, packing
+# ---------------------------------------------------------------------------------------------------------------------
+def mix(
+    datasets: Sequence,
+    ratios: Sequence[float] | None = None,
+    seed: int = 42,
+    stopping_strategy: str = "first_exhausted",
+):
+    """Concatenate the datasets, or, with `ratios`, interleave them sampling each with that probability."""
+    from datasets import concatenate_datasets, interleave_datasets
+
+    if len(datasets) == 1 and ratios is None:
+        return datasets[0]
+    if ratios is None:
+        return concatenate_datasets(list(datasets))
+    if len(ratios) != len(datasets):
+        raise DataError(f"dataset_ratios has {len(ratios)} values for {len(datasets)} datasets")
+    if any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise DataError(f"dataset_ratios must be non-negative with a positive sum, got {list(ratios)}")
+    total = float(sum(ratios))
+    return interleave_datasets(
+        list(datasets), probabilities=[r / total for r in ratios], seed=seed, stopping_strategy=stopping_strategy
+    )
+
+
+def pack(dataset, context_length: int, packing: str = "padding_free", num_proc: int | None = None):
+    """Pack token-id rows into rows of at most `context_length`.
+
+    - `padding_free`: whole documents side by side (best-fit decreasing), with `seq_lengths` so the collator restarts
+      positions per document and the attention kernel never looks across documents;
+    - `block`: concatenate and cut into `context_length` blocks (the classic fallback; attention crosses documents);
+    - `none`: one document per row (padded batches, the plain HF default).
+    Documents are already at most `context_length` long, so no token is dropped or duplicated.
+    """
+    from trl import pack_dataset
+
+    if packing not in PACKING_MODES:
+        raise DataError(f"packing must be one of {PACKING_MODES}, got {packing!r}")
+    if packing == "none":
+        return dataset
+    strategy = "bfd_split" if packing == "padding_free" else "wrapped"
+    return pack_dataset(
+        dataset, context_length, strategy=strategy, map_kwargs={"batch_size": _PACK_BATCH_ROWS, "num_proc": num_proc}
+    )
+
+
+def flattens_batches(attn_implementation: str | None) -> bool:
+    """Varlen (flash) kernels take a padding-free batch as one flat row with `cu_seq_lens`; sdpa/eager/flex take
+    packed rows as they are, with restarting positions (transformers derives the block-diagonal mask from them)."""
+    return attn_implementation is not None and "flash" in attn_implementation
+
+
+class PackedRowsCollator:
+    """Padding-free packed rows for sdpa/eager: rows stay separate (so the mask is rows × L × L, not (rows·L)²),
+    positions restart at every document, there is no attention mask (transformers then derives a block-diagonal
+    causal mask from the positions), and the label of each document's first token is masked."""
+
+    def __init__(self, pad_token_id: int = PAD_ID):
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, return_position_ids=True)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        batch = self.base(examples)
+        del batch["attention_mask"]
+        batch["labels"][batch["position_ids"] == 0] = -100
+        # transformers derives the packed mask only when no KV cache is passed (masking_utils
+        # `_preprocess_mask_arguments`); with the default use_cache=True, attention would cross documents.
+        batch["use_cache"] = False
+        return batch
+
+
+def padding_free_is_exact(model, length: int = 8) -> bool:
+    """Whether `model` handles packed rows exactly: two documents A, B of equal length packed as [A, B] and [B, A]
+    must give B the same logits at either place (same shapes, so no tolerance games). Fails when attention crosses
+    documents or positions do not restart (e.g. OPT's learned positions)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(0)
+    vocab = model.config.get_text_config().vocab_size
+    a, b = torch.randint(NUM_SPECIAL, vocab, (2, length), generator=generator)
+    positions = torch.arange(length).repeat(2)[None]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            ab = model(
+                input_ids=torch.cat([a, b])[None].to(device), position_ids=positions.to(device), use_cache=False
+            )
+            ba = model(
+                input_ids=torch.cat([b, a])[None].to(device), position_ids=positions.to(device), use_cache=False
+            )
+    finally:
+        model.train(was_training)
+    b_second, b_first = ab.logits[0, length:].float(), ba.logits[0, :length].float()
+    return bool(torch.allclose(b_second, b_first, rtol=1e-3, atol=1e-3 * float(b_first.abs().max())))
+
+
+def check_packing(model, packing: str, attn_implementation: str | None) -> None:
+    """Refuse padding-free packing where the model would silently attend across documents."""
+    if packing == "padding_free" and not flattens_batches(attn_implementation) and not padding_free_is_exact(model):
+        raise DataError(
+            f"packing: padding_free is not exact for {type(model).__name__} with attn_implementation="
+            f"{attn_implementation or 'default'} (attention crosses documents or positions do not restart); "
+            "use packing: block, or a flash attention kernel"
+        )
+
+
+def build_collator(packing: str, attn_implementation: str | None = None):
+    """The batch collator for a packing mode (built on TRL's LM collator).
+
+    - `padding_free` with a flash kernel: one flat row per batch, positions restarting per document, `cu_seq_lens`;
+    - `padding_free` otherwise: `PackedRowsCollator`;
+    - `block` / `none`: padded with PAD=0 and an attention mask, labels -100 on padding.
+    """
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    if packing == "padding_free":
+        if flattens_batches(attn_implementation):
+            return DataCollatorForLanguageModeling(pad_token_id=PAD_ID, padding_free=True)
+        return PackedRowsCollator()
+    return DataCollatorForLanguageModeling(pad_token_id=PAD_ID)
+
+
+def load_unit_datasets(
+    dataset_names: Sequence[str],
+    *,
+    split: str = "train",
+    config_name: str | None = None,
+    ratios: Sequence[float] | None = None,
+    stopping_strategy: str = "first_exhausted",
+    seed: int = 42,
+    num_proc: int | None = None,
+    **options,
+):
+    """Load every source, normalise it to token ids, then mix. `options` go to `to_token_ids`."""
+    prepared = []
+    for name in dataset_names:
+        parts = [
+            to_token_ids(ds, label, num_proc=num_proc, **options)
+            for label, ds in load_source(name, split, config_name)
+        ]
+        prepared.append(mix(parts))
+    return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy)
+
+
+def count_tokens(dataset) -> int:
+    """Total tokens in the `input_ids` column, summed from Arrow list lengths (no Python loop over rows)."""
+    import pyarrow.compute as pc
+
+    total = 0
+    for batch in dataset.with_format("arrow").iter(batch_size=100_000):
+        total += pc.sum(pc.list_value_length(batch["input_ids"])).as_py() or 0
+    return int(total)
+
+
+def build_pretraining_datasets(
+    dataset_name: Sequence[str] | None,
+    *,
+    num_units: int,
+    context_length: int = 1024,
+    packing: str = "padding_free",
+    dataset_config: str | None = None,
+    dataset_split: str = "train",
+    validation_split: str | None = None,
+    validation_fraction: float = 0.0,
+    dataset_ratios: Sequence[float] | None = None,
+    mixture_stopping_strategy: str = "first_exhausted",
+    units_column: str | None = None,
+    dedup: bool = False,
+    add_bos_eos: bool = True,
+    min_units: int = 1,
+    max_units: int | None = None,
+    preprocessing_num_workers: int | None = None,
+    seed: int = 42,
+):
+    """(train, eval or None) packed token-id datasets from the recipe's data options (names match DataArguments)."""
+    if not dataset_name:
+        raise DataError("dataset_name is required: a Hub dataset, a folder, or data files")
+    if validation_split and validation_fraction:
+        raise DataError("set validation_split or validation_fraction, not both")
+    common = dict(
+        config_name=dataset_config,
+        ratios=dataset_ratios,
+        stopping_strategy=mixture_stopping_strategy,
+        seed=seed,
+        num_proc=preprocessing_num_workers,
+        num_units=num_units,
+        units_column=units_column,
+        dedup=dedup,
+        add_bos_eos=add_bos_eos,
+        min_units=min_units,
+        max_units=max_units,
+        context_length=context_length,
+    )
+    train = load_unit_datasets(dataset_name, split=dataset_split, **common)
+    evaluation = None
+    if validation_split:
+        evaluation = load_unit_datasets(dataset_name, split=validation_split, **common)
+    elif validation_fraction:
+        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
+        train, evaluation = parts["train"], parts["test"]
+    if len(train) == 0:
+        raise DataError(
+            f"{list(dataset_name)}: no training rows left after filtering (min_units={min_units}, max_units={max_units})"
+        )
+    train = pack(train, context_length, packing, num_proc=preprocessing_num_workers)
+    if evaluation is not None:
+        evaluation = pack(evaluation, context_length, packing, num_proc=preprocessing_num_workers)
+    return train, evaluation

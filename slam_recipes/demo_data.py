@@ -1,0 +1,132 @@
+"""A small, seeded generator of speech-like unit sequences: the embedded default data of `recipes/demo/`.
+
+It stands in for real tokenised speech until the offline spoken corpus lands, and it has the structure a speech LM
+must learn, so a falling loss means something:
+
+- 40 "phones", each spoken as 3 sub-phonetic states; each state has 4 unit variants (480 of the 500 units), and a
+  speaker prefers one variant per state (as HuBERT clusters split by voice);
+- a lexicon of words (fixed phone strings) and a small grammar (determiner, adjective, noun, verb, preposition)
+  with topic-specific nouns and verbs, so stories stay on one topic;
+- each speaker holds each state for 1-3 frames; consecutive repeats are then removed (dedup), as in the recipe.
+
+Regenerate the shipped files with `python -m slam_recipes.demo_data --output_dir data/demo`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+
+import numpy as np
+
+NUM_PHONES = 40
+STATES_PER_PHONE = 3
+VARIANTS_PER_STATE = 4
+NUM_SPEAKERS = 10
+TOPICS = ("sea", "farm", "city", "forest")
+_SYLLABLES = ("ka", "lo", "mi", "su", "te", "ra", "no", "pi", "da", "ve", "bu", "go", "he", "ji", "fo", "we")
+
+
+def _words(rng: np.random.Generator, n: int, used: set[str]) -> list[str]:
+    words = []
+    while len(words) < n:
+        word = "".join(rng.choice(_SYLLABLES, size=int(rng.integers(1, 4))))
+        if word not in used:
+            used.add(word)
+            words.append(word)
+    return words
+
+
+def build_grammar(seed: int = 0) -> dict:
+    """Lexicon (word → phone ids) and word classes, from `seed`."""
+    rng = np.random.default_rng(seed)
+    used: set[str] = set()
+    grammar = {
+        "det": _words(rng, 3, used),
+        "adj": _words(rng, 12, used),
+        "prep": _words(rng, 4, used),
+        "noun": {topic: _words(rng, 10, used) for topic in TOPICS},
+        "verb": {topic: _words(rng, 6, used) for topic in TOPICS},
+    }
+    # Each word is a fixed phone string: 2-6 phones.
+    grammar["lexicon"] = {w: rng.integers(0, NUM_PHONES, size=int(rng.integers(2, 7))).tolist() for w in sorted(used)}
+    return grammar
+
+
+def _noun_phrase(rng, grammar, topic) -> list[str]:
+    words = [rng.choice(grammar["det"])]
+    if rng.random() < 0.5:
+        words.append(rng.choice(grammar["adj"]))
+    words.append(rng.choice(grammar["noun"][topic]))
+    return words
+
+
+def sentence(rng: np.random.Generator, grammar: dict, topic: str) -> list[str]:
+    """NP VERB NP (PREP NP)?"""
+    words = (
+        _noun_phrase(rng, grammar, topic) + [rng.choice(grammar["verb"][topic])] + _noun_phrase(rng, grammar, topic)
+    )
+    if rng.random() < 0.3:
+        words += [rng.choice(grammar["prep"])] + _noun_phrase(rng, grammar, topic)
+    return [str(w) for w in words]
+
+
+def speak(rng: np.random.Generator, words: list[str], grammar: dict, speaker: int) -> list[int]:
+    """Words → deduplicated units as `speaker` would say them."""
+    voice = np.random.default_rng(1000 + speaker)
+    preferred = voice.integers(0, VARIANTS_PER_STATE, size=(NUM_PHONES, STATES_PER_PHONE))
+    frames: list[int] = []
+    for word in words:
+        for phone in grammar["lexicon"][word]:
+            for state in range(STATES_PER_PHONE):
+                variant = preferred[phone, state] if rng.random() < 0.85 else rng.integers(0, VARIANTS_PER_STATE)
+                unit = (phone * STATES_PER_PHONE + state) * VARIANTS_PER_STATE + int(variant)
+                frames.extend([unit] * int(rng.integers(1, 4)))
+    units = np.asarray(frames)
+    keep = np.concatenate([[True], units[1:] != units[:-1]])
+    return units[keep].tolist()
+
+
+def generate_stories(num_stories: int, seed: int, grammar_seed: int = 0) -> list[dict]:
+    """`num_stories` rows of {units, text, topic, speaker}: 2-3 sentences on one topic each."""
+    grammar = build_grammar(grammar_seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_stories):
+        topic = str(rng.choice(TOPICS))
+        speaker = int(rng.integers(0, NUM_SPEAKERS))
+        sentences = [sentence(rng, grammar, topic) for _ in range(int(rng.integers(2, 4)))]
+        words = [w for s in sentences for w in s]
+        rows.append(
+            {
+                "units": speak(rng, words, grammar, speaker),
+                "text": ". ".join(" ".join(s) for s in sentences) + ".",
+                "topic": topic,
+                "speaker": f"spk{speaker}",
+            }
+        )
+    return rows
+
+
+def write_demo_corpus(output_dir: str, num_train: int = 1500, num_validation: int = 150, seed: int = 0) -> None:
+    """Write `train.jsonl` and `validation.jsonl` (different stories, same grammar and speakers)."""
+    os.makedirs(output_dir, exist_ok=True)
+    for split, n, split_seed in (("train", num_train, seed + 1), ("validation", num_validation, seed + 2)):
+        with open(os.path.join(output_dir, f"{split}.jsonl"), "w") as f:
+            for row in generate_stories(n, split_seed, grammar_seed=seed):
+                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output_dir", default="data/demo")
+    parser.add_argument("--num_train", type=int, default=1500)
+    parser.add_argument("--num_validation", type=int, default=150)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    write_demo_corpus(args.output_dir, args.num_train, args.num_validation, args.seed)
+
+
+if __name__ == "__main__":
+    main()

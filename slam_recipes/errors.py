@@ -1,0 +1,31 @@
+"""One-line errors for bad input, and the entry-point wrapper that prints them."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+
+
+class SlamError(ValueError):
+    """Bad input: the message is one line that names the problem and where it is."""
+
+
+class ConfigError(SlamError):
+    """A recipe YAML or command-line value is wrong."""
+
+
+class DataError(SlamError):
+    """A dataset row, column or file is wrong."""
+
+
+EXIT_BAD_INPUT = 2
+
+
+def run_entry_point(main: Callable[[], object]) -> None:
+    """Run a recipe's `main`; bad input exits with code 2 and a one-line `error: ...` on stderr, no traceback."""
+    try:
+        main()
+    except SlamError as err:
+        message = " ".join(str(err).split())
+        print(f"error: {message}", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)

@@ -1,0 +1,124 @@
+"""The speech LM: a plain transformers causal LM whose vocabulary is the unit vocabulary (TWIST init or random)."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from slam_recipes.errors import ConfigError
+from slam_recipes.units import BOS_ID, EOS_ID, PAD_ID, build_unit_tokenizer, vocab_size
+
+# Keys that go to `from_pretrained` / `from_config` rather than into the model config.
+_LOADING_KWARGS = ("attn_implementation", "dtype", "revision")
+
+
+def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: bool = True, **config_overrides: Any):
+    """Return a model of the base LM's own causal-LM class with a `num_units + 2` token vocabulary.
+
+    `twist_init=True` loads the text LM's weights, then resizes the embeddings to the unit vocabulary (TWIST);
+    `False` builds the same architecture from its config alone (random init). Other keyword arguments override
+    config fields (`rope_theta=10000`, `max_position_embeddings=...`) or reach loading (`attn_implementation`,
+    `dtype`, `revision`).
+    """
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    overrides = dict(config_overrides)
+    if "torch_dtype" in overrides:  # the pre-v5 name
+        overrides["dtype"] = overrides.pop("torch_dtype")
+    loading = {k: overrides.pop(k) for k in _LOADING_KWARGS if overrides.get(k) is not None}
+    for key in _LOADING_KWARGS:
+        overrides.pop(key, None)
+
+    check_unit_checkpoint(model_name_or_path, num_units)
+    config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.get("revision"))
+    apply_config_overrides(config, overrides, model_name_or_path)
+    if twist_init:
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, config=config, **loading)
+        model.resize_token_embeddings(vocab_size(num_units), mean_resizing=False)
+    else:
+        loading.pop("revision", None)
+        if loading.get("dtype") == "auto":
+            loading.pop("dtype")
+        config.vocab_size = vocab_size(num_units)
+        model = AutoModelForCausalLM.from_config(config, **loading)
+    set_unit_special_tokens(model)
+    return model
+
+
+def apply_config_overrides(config, overrides: dict[str, Any], source: str) -> None:
+    """Set config fields from the recipe; an unknown field is an error rather than a silently ignored attribute."""
+    for key, value in overrides.items():
+        if key == "rope_theta" and isinstance(getattr(config, "rope_parameters", None), dict):
+            config.rope_parameters["rope_theta"] = value  # transformers v5 keeps rope_theta inside rope_parameters
+        elif hasattr(config, key):
+            setattr(config, key, value)
+        else:
+            raise ConfigError(
+                f"model config override {key!r} is not a field of the {config.model_type} config of {source}"
+            )
+
+
+def set_unit_special_tokens(model) -> None:
+    """PAD 0, BOS 1, EOS 1 in the config and the generation config."""
+    for cfg in (model.config, model.generation_config):
+        if cfg is None:
+            continue
+        cfg.pad_token_id = PAD_ID
+        cfg.bos_token_id = BOS_ID
+        cfg.eos_token_id = EOS_ID
+
+
+def _unit_vocab(path: str) -> dict | None:
+    """The vocabulary of a local folder's unit tokenizer, or None when it has none (e.g. a text LM)."""
+    tokenizer_file = os.path.join(path, "tokenizer.json")
+    if not os.path.isfile(tokenizer_file):
+        return None
+    with open(tokenizer_file) as f:
+        vocab = json.load(f).get("model", {}).get("vocab", {})
+    return vocab if "<Un0>" in vocab else None
+
+
+def check_unit_checkpoint(model_name_or_path: str, num_units: int) -> None:
+    """A local checkpoint that already has a unit tokenizer must have the vocabulary the recipe asks for."""
+    vocab = _unit_vocab(model_name_or_path)
+    if vocab is not None and len(vocab) != vocab_size(num_units):
+        raise ConfigError(
+            f"tokenizer/model vocabulary mismatch: {model_name_or_path} has a unit tokenizer of "
+            f"{len(vocab) - 2} units, the recipe asks for num_units={num_units}"
+        )
+
+
+def load_or_build_tokenizer(model_name_or_path: str, num_units: int, tokenizer_name_or_path: str | None = None):
+    """The given tokenizer, else the checkpoint's own unit tokenizer, else a new one for `num_units`."""
+    from transformers import AutoTokenizer
+
+    if tokenizer_name_or_path:
+        return AutoTokenizer.from_pretrained(tokenizer_name_or_path)
+    if _unit_vocab(model_name_or_path) is not None:
+        return AutoTokenizer.from_pretrained(model_name_or_path)
+    return build_unit_tokenizer(num_units)
+
+
+def check_vocab(tokenizer, model) -> None:
+    """The tokenizer and the model must agree on the vocabulary size."""
+    if len(tokenizer) != model.config.vocab_size:
+        raise ConfigError(
+            f"tokenizer/model vocabulary mismatch: tokenizer has {len(tokenizer)} tokens, "
+            f"model vocab_size is {model.config.vocab_size}"
+        )
+
+
+def count_parameters(model) -> int:
+    """Parameters counted once each (tied embeddings count once), as in the paper's Table 6."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, context_length: int) -> float:
+    """Training FLOPs per token: 6N for the matmuls' forward + backward, plus 12·layers·hidden·context for attention."""
+    return 6 * num_parameters + 12 * num_layers * hidden_size * context_length
+
+
+def model_flops_per_token(model, context_length: int) -> float:
+    config = model.config.get_text_config()
+    return flops_per_token(count_parameters(model), config.num_hidden_layers, config.hidden_size, context_length)

@@ -1,0 +1,86 @@
+"""Trainer additions shared by every recipe: throughput logging (tokens/s, MFU) and the budget-fitted LR schedule.
+
+Only public Trainer methods are overridden (`log`, `create_scheduler`).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch.optim.lr_scheduler import LambdaLR
+from transformers import Trainer
+
+from slam_recipes.callbacks import BUDGET_SCHEDULES, BudgetSchedule, TimeBudgetCallback, min_lr_ratio
+
+# Dense bf16 tensor-core peak per device, in TFLOP/s (vendor datasheets). Matched against the device name.
+PEAK_BF16_TFLOPS = {
+    "H200": 989.0,
+    "H100 SXM": 989.0,
+    "H100 NVL": 835.0,
+    "H100 PCIe": 756.0,
+    "H100": 989.0,
+    "A100": 312.0,
+    "A6000": 154.8,
+    "A5000": 111.1,
+    "A40": 149.7,
+    "L40S": 362.0,
+    "L4": 121.0,
+    "RTX 4090": 165.2,
+    "RTX 3090": 71.0,
+}
+
+
+def peak_flops_per_device(override_tflops: float | None = None) -> float | None:
+    """Peak bf16 FLOP/s of one device: the recipe's `peak_tflops`, else looked up from the CUDA device name."""
+    if override_tflops:
+        return override_tflops * 1e12
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, tflops in PEAK_BF16_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12
+    return None
+
+
+class SlamTrainerMixin:
+    """Mix into a `Trainer` (or TRL trainer): logs `tokens_per_second` and `mfu` with every training log, and, with a
+    time budget and no `max_steps`, uses a `BudgetSchedule` whose horizon the TimeBudgetCallback fits to the budget.
+    Set `flops_per_token` (see `slam_recipes.model.model_flops_per_token`) to get MFU."""
+
+    flops_per_token: float | None = None
+    peak_flops: float | None = None
+    _throughput_mark: tuple[float, int] | None = None  # (time, tokens seen) at the previous training log
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "loss" in logs and self.args.include_num_input_tokens_seen != "no":
+            now, tokens = time.perf_counter(), self.state.num_input_tokens_seen
+            last = self._throughput_mark
+            if last is not None and now > last[0]:
+                tokens_per_second = (tokens - last[1]) / (now - last[0])
+                logs["tokens_per_second"] = round(tokens_per_second, 1)
+                if self.flops_per_token and self.peak_flops:
+                    world = self.args.world_size
+                    logs["mfu"] = round(tokens_per_second * self.flops_per_token / (self.peak_flops * world), 4)
+            self._throughput_mark = (now, tokens)
+        super().log(logs, start_time)
+
+    def create_scheduler(self, num_training_steps: int, optimizer=None):
+        has_budget = any(isinstance(cb, TimeBudgetCallback) for cb in self.callback_handler.callbacks)
+        kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
+        fit = has_budget and self.args.max_steps <= 0 and kind in BUDGET_SCHEDULES
+        if self.lr_scheduler is None and fit:
+            schedule = BudgetSchedule(
+                horizon=num_training_steps,
+                warmup=self.args.warmup_steps,
+                min_lr_ratio=min_lr_ratio(kind, self.args.learning_rate, self.args.lr_scheduler_kwargs),
+                kind=kind,
+            )
+            self.lr_scheduler = LambdaLR(optimizer if optimizer is not None else self.optimizer, schedule)
+            return self.lr_scheduler
+        return super().create_scheduler(num_training_steps, optimizer)
+
+
+class UnitLMTrainer(SlamTrainerMixin, Trainer):
+    """`transformers.Trainer` for next-unit prediction."""

@@ -1,0 +1,73 @@
+"""The unit vocabulary: PAD = 0, `<S>` = 1 (BOS and EOS), unit k = id k + 2, text form `<Un17>`.
+
+The layout matches slamkit and the released slprl/slam checkpoints, so their tokens and ours are interchangeable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from slam_recipes.errors import DataError
+
+PAD_TOKEN = "<pad>"
+BOS_TOKEN = "<S>"
+EOS_TOKEN = "<S>"
+PAD_ID = 0
+BOS_ID = 1
+EOS_ID = 1
+NUM_SPECIAL = 2
+DEFAULT_NUM_UNITS = 500
+
+_UNIT_RE = re.compile(r"<Un(\d+)>")
+_UNIT_STRING_RE = re.compile(r"(?:\s*<Un\d+>)*\s*")
+
+
+def unit_token(unit: int) -> str:
+    """The text form of unit `unit`, e.g. `<Un17>`."""
+    return f"<Un{unit}>"
+
+
+def vocab_size(num_units: int) -> int:
+    return num_units + NUM_SPECIAL
+
+
+def build_unit_tokenizer(num_units: int = DEFAULT_NUM_UNITS):
+    """A standard fast tokenizer over `<pad>`, `<S>` and `<Un0>`..`<Un{num_units-1}>`.
+
+    Every symbol is also registered as an added token. Added tokens are matched before any pre-tokenizer runs, so
+    the folder still tokenizes correctly when `AutoTokenizer` picks the base LM's tokenizer class from `config.json`
+    (transformers forces `Qwen2Tokenizer` for `model_type: qwen2`, whose byte-level splitter would otherwise turn
+    `<Un17>` into nothing).
+    """
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    if num_units < 1:
+        raise ValueError(f"num_units must be positive, got {num_units}")
+    vocab = {PAD_TOKEN: PAD_ID, BOS_TOKEN: BOS_ID}
+    vocab.update({unit_token(k): k + NUM_SPECIAL for k in range(num_units)})
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token=None))
+    backend.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    backend.decoder = decoders.Fuse()
+    backend.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in (PAD_TOKEN, BOS_TOKEN)])
+    backend.add_tokens([AddedToken(unit_token(k), special=False, normalized=False) for k in range(num_units)])
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token=BOS_TOKEN, eos_token=EOS_TOKEN, pad_token=PAD_TOKEN
+    )
+    tokenizer.init_kwargs["num_units"] = num_units
+    # Saved as `unk_token: null`, so no base-LM default (Qwen2's `<|endoftext|>`) becomes a 503rd token on load.
+    tokenizer.init_kwargs["unk_token"] = None
+    return tokenizer
+
+
+def parse_unit_string(text: str, where: str = "") -> list[int]:
+    """`"<Un3><Un49>"` → `[3, 49]` (unit indices, not token ids). Anything but unit tokens and whitespace is an error."""
+    if not _UNIT_STRING_RE.fullmatch(text):
+        bad = _UNIT_RE.sub("", text).strip()[:20]
+        raise DataError(f"{where}: unit string holds something other than <UnK> tokens: {bad!r}")
+    return [int(m) for m in _UNIT_RE.findall(text)]
+
+
+def units_to_string(units: Sequence[int]) -> str:
+    return "".join(unit_token(int(u)) for u in units)

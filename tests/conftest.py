@@ -1,0 +1,102 @@
+"""Offline by construction: no test reaches the Hugging Face Hub; tiny models are built from configs in tmp_path."""
+
+import json
+import os
+import tempfile
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Datasets' cache in a fresh folder per test session, so cached preparation from another run never hides a bug.
+os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="slam-tests-datasets-")
+
+import pytest  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Small configs of the base-LM families the recipes name (Qwen2, OPT, Llama/SmolLM2, GPT-NeoX/Pythia).
+TINY_CONFIGS = {
+    "qwen2": {
+        "model_type": "qwen2",
+        "architectures": ["Qwen2ForCausalLM"],
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "vocab_size": 1000,
+        "tie_word_embeddings": True,
+        "rope_theta": 1000000.0,
+    },
+    "llama": {
+        "model_type": "llama",
+        "architectures": ["LlamaForCausalLM"],
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 256,
+        "vocab_size": 1000,
+        "tie_word_embeddings": True,
+    },
+    "gpt_neox": {
+        "model_type": "gpt_neox",
+        "architectures": ["GPTNeoXForCausalLM"],
+        "hidden_size": 32,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 256,
+        "rotary_pct": 0.25,
+        "vocab_size": 1000,
+        "tie_word_embeddings": False,
+    },
+    "opt": {
+        "model_type": "opt",
+        "architectures": ["OPTForCausalLM"],
+        "hidden_size": 32,
+        "ffn_dim": 64,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "max_position_embeddings": 256,
+        "word_embed_proj_dim": 32,
+        "vocab_size": 1000,
+        "do_layer_norm_before": True,
+    },
+}
+
+
+def write_config(directory, config: dict) -> str:
+    os.makedirs(directory, exist_ok=True)
+    with open(os.path.join(directory, "config.json"), "w") as f:
+        json.dump(config, f)
+    return str(directory)
+
+
+@pytest.fixture
+def tiny_config_dir(tmp_path):
+    """A folder holding only a tiny Qwen2 config.json (random init, no weights)."""
+    return write_config(tmp_path / "tiny-qwen2", TINY_CONFIGS["qwen2"])
+
+
+@pytest.fixture(scope="session")
+def tiny_text_lm_dir(tmp_path_factory):
+    """A tiny Qwen2 *text* LM with weights and a 1000-token vocabulary, standing in for Qwen2.5-0.5B."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    directory = tmp_path_factory.mktemp("tiny-text-lm")
+    torch.manual_seed(0)
+    config = AutoConfig.for_model(**TINY_CONFIGS["qwen2"])
+    AutoModelForCausalLM.from_config(config).save_pretrained(directory)
+    return str(directory)
+
+
+def write_jsonl(path, rows) -> str:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row) + "\n")
+    return str(path)

@@ -1,0 +1,117 @@
+import glob
+import os
+
+import pytest
+from conftest import REPO
+
+from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, parse_recipe_args
+from slam_recipes.errors import ConfigError
+
+PRETRAIN = (ModelArguments, DataArguments, PretrainConfig)
+PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
+
+
+def parse(*argv):
+    """GPU recipes set bf16, which TrainingArguments refuses on a machine without a GPU unless use_cpu is set."""
+    return parse_recipe_args(PRETRAIN, [*argv, "--use_cpu", "true"])
+
+
+def test_every_recipe_yaml_is_checked():
+    assert sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True)) == PRETRAIN_RECIPES
+    assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
+        "slam",
+        "slam_scaled",
+        "demo",
+        "opt-125m",
+        "smollm2-360m",
+        "pythia-410m",
+    }
+
+
+@pytest.mark.parametrize("path", PRETRAIN_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_recipe_parses(path):
+    model_args, data_args, training_args = parse("--config", path)
+    assert model_args.model_name_or_path and data_args.dataset_name
+    assert training_args.time_budget_seconds > 0
+
+
+def test_slam_recipe_is_paper_table4():
+    model_args, data_args, args = parse("--config", os.path.join(REPO, "recipes/slam/pretrain.yaml"))
+    assert model_args.model_name_or_path == "Qwen/Qwen2.5-0.5B" and model_args.twist_init
+    assert model_args.rope_theta == 10000 and model_args.num_units == 500
+    assert data_args.context_length == 1024 and data_args.packing == "padding_free"
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 16)
+    assert args.learning_rate == 1e-3 and args.warmup_steps == 0.01
+    assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr": 5e-5}
+    assert args.max_grad_norm == 0.5 and args.bf16 and args.optim == "adamw_torch_fused"
+    assert args.time_budget_seconds == 23.5 * 3600
+    assert model_args.model_config_overrides == {"attention_dropout": 0.0}
+
+
+def test_scaled_recipe_doubles_the_global_batch_on_two_gpus():
+    _, _, slam = parse("--config", os.path.join(REPO, "recipes/slam/pretrain.yaml"))
+    _, _, scaled = parse("--config", os.path.join(REPO, "recipes/slam_scaled/pretrain.yaml"))
+    per_step = lambda a, gpus: a.per_device_train_batch_size * a.gradient_accumulation_steps * gpus  # noqa: E731
+    assert per_step(scaled, 2) == 2 * per_step(slam, 1)
+    assert scaled.time_budget_seconds > slam.time_budget_seconds
+    assert scaled.learning_rate == slam.learning_rate
+
+
+def test_cli_beats_yaml_beats_default():
+    demo = os.path.join(REPO, "recipes/demo/pretrain.yaml")
+    model_args, data_args, args = parse("--config", demo, "--learning_rate", "0.5", "--packing", "block")
+    assert args.learning_rate == 0.5  # CLI
+    assert data_args.packing == "block"  # CLI
+    assert args.max_steps == 300 and data_args.context_length == 512  # YAML
+    assert args.adam_beta1 == 0.9 and data_args.dedup is False  # defaults
+
+
+def test_unknown_yaml_key_is_an_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: x\nlerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"r.yaml: unknown key\(s\) \['lerning_rate'\]"):
+        parse("--config", str(path))
+
+
+def test_unknown_cli_flag_is_an_error(tmp_path):
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: x\n")
+    with pytest.raises(ConfigError, match=r"not used by the HfArgumentParser: \['--lerning_rate', '1'\]"):
+        parse("--config", str(path), "--lerning_rate", "1")
+
+
+@pytest.mark.parametrize(
+    "yaml_text, message",
+    [
+        ("time_budget: '25 hours'\n", "time_budget '25 hours' is malformed"),
+        ("packing: tight\n", "packing must be one of"),
+        ("- a\n- b\n", "must be a YAML mapping"),
+        ("a: [\n", "not valid YAML"),
+        ("num_units: 70000\n", "num_units must be in"),
+    ],
+)
+def test_bad_recipe_values(tmp_path, yaml_text, message):
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=message):
+        parse("--config", str(path))
+
+
+def test_missing_recipe_file():
+    with pytest.raises(ConfigError, match="no such recipe file"):
+        parse("--config", "recipes/nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "path", sorted(glob.glob(os.path.join(REPO, "accelerate_configs", "*.yaml"))), ids=os.path.basename
+)
+def test_accelerate_configs_load(path):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    config = load_config_from_file(path)
+    assert config.mixed_precision == "bf16"
+    expected = {"a5000_24h.yaml": 1, "a100x2_48h.yaml": 2}
+    if os.path.basename(path) in expected:
+        assert config.num_processes == expected[os.path.basename(path)]
+    if "deepspeed" in path:
+        assert config.deepspeed_config["zero_stage"] == 2

@@ -1,0 +1,164 @@
+"""The pretraining recipe end to end, through the script users run."""
+
+import json
+import os
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, write_jsonl
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from slam_recipes.units import build_unit_tokenizer
+
+SCRIPT = os.path.join(REPO, "recipes", "pretrain.py")
+DEMO = os.path.join(REPO, "recipes", "demo", "pretrain.yaml")
+
+
+def run_script(*args, timeout=600):
+    return subprocess.run(
+        [sys.executable, SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def log_history(output_dir):
+    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+        return json.load(f)["log_history"]
+
+
+def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
+    out = tmp_path / "run"
+    result = run_script(
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "60",
+        "--logging_steps",
+        "10",
+        "--eval_steps",
+        "30",
+        "--save_steps",
+        "30",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    history = log_history(out)
+    losses = [h["loss"] for h in history if "loss" in h]
+    evals = [h["eval_loss"] for h in history if "eval_loss" in h]
+    assert losses[-1] < 0.6 * losses[0], losses  # the model learns the corpus' structure
+    assert evals[-1] < evals[0], evals
+    logged = [h for h in history if "loss" in h]
+    assert logged[-1]["num_input_tokens_seen"] > 0 and logged[-1]["tokens_per_second"] > 0
+
+    # The folder is a plain transformers model + tokenizer.
+    model = AutoModelForCausalLM.from_pretrained(out)
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    assert type(model).__name__ == "Qwen2ForCausalLM" and model.config.vocab_size == 502
+    assert tokenizer("<Un17><Un5>").input_ids == [19, 7]
+    torch.manual_seed(0)
+    generated = model.generate(torch.tensor([[1, 19, 7]]), max_new_tokens=8, do_sample=True, top_k=25)
+    assert generated.shape[1] > 3 and int(generated.max()) < 502
+
+
+def test_time_budget_ends_the_run(tmp_path):
+    out = tmp_path / "budget"
+    result = run_script(
+        "--output_dir",
+        str(out),
+        "--max_steps",
+        "-1",
+        "--num_train_epochs",
+        "50",
+        "--time_budget",
+        "6",
+        "--logging_steps",
+        "1",
+        "--eval_strategy",
+        "no",
+        "--save_strategy",
+        "no",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Time budget 0:00:06 reached" in result.stderr
+    history = log_history(out)
+    steps = history[-1]["step"]
+    assert 1 < steps < 50 * 20  # stopped by the budget, long before the epochs ran out
+    lrs = [h["learning_rate"] for h in history if "learning_rate" in h]
+    assert lrs[-1] < 0.1 * max(lrs)  # the schedule was fitted to the budget: near its floor at the end
+    assert os.path.isfile(out / "model.safetensors")
+
+
+# -- bad input: one line, exit code 2, nothing written -----------------------------------------------------------------
+def run_in_process(monkeypatch, capsys, *args):
+    monkeypatch.setattr(sys, "argv", [SCRIPT, "--config", DEMO, *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(SCRIPT, run_name="__main__")
+    lines = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    return exit_info.value.code, lines
+
+
+@pytest.fixture
+def bad_data(tmp_path):
+    def make(rows):
+        return write_jsonl(tmp_path / "bad.jsonl", rows)
+
+    return make
+
+
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("unit_id", r"bad.jsonl row 1: unit id 500 outside \[0, 500\)"),
+        ("empty_row", r"bad.jsonl row 0: empty unit sequence"),
+        ("missing_column", r"bad.jsonl: no unit column"),
+        ("unknown_column", r"bad.jsonl: missing column 'codes'"),
+        ("budget", r"time_budget '1 day' is malformed"),
+        ("vocab", r"tokenizer/model vocabulary mismatch: tokenizer has 302 tokens, model vocab_size is 502"),
+        ("unknown_flag", r"not used by the HfArgumentParser"),
+    ],
+)
+def test_bad_input_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, bad_data, case, message):
+    out = tmp_path / "out"
+    args = ["--output_dir", str(out)]
+    if case == "unit_id":
+        args += ["--dataset_name", bad_data([{"units": [1, 2]}, {"units": [3, 500]}]), "--validation_split", ""]
+    elif case == "empty_row":
+        args += ["--dataset_name", bad_data([{"units": []}]), "--validation_split", ""]
+    elif case == "missing_column":
+        args += ["--dataset_name", bad_data([{"text": "hi"}]), "--validation_split", ""]
+    elif case == "unknown_column":
+        args += ["--dataset_name", bad_data([{"units": [1]}]), "--validation_split", "", "--units_column", "codes"]
+    elif case == "budget":
+        args += ["--time_budget", "1 day"]
+    elif case == "vocab":
+        build_unit_tokenizer(300).save_pretrained(tmp_path / "tok300")
+        args += ["--tokenizer_name_or_path", str(tmp_path / "tok300")]
+    elif case == "unknown_flag":
+        args += ["--lerning_rate", "1"]
+    code, lines = run_in_process(monkeypatch, capsys, *args)
+    assert code == 2
+    assert len(lines) == 1, lines
+    assert re.search(message, lines[0]), lines[0]
+    assert not out.exists()
+
+
+def test_unknown_yaml_key_exits_2_from_the_command_line(tmp_path):
+    recipe = tmp_path / "typo.yaml"
+    recipe.write_text(Path(DEMO).read_text() + "lerning_rate: 0.1\n")
+    result = subprocess.run(
+        [sys.executable, SCRIPT, "--config", str(recipe), "--output_dir", str(tmp_path / "out")],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [f"error: {recipe}: unknown key(s) ['lerning_rate']"]
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()

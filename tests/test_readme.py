@@ -1,0 +1,64 @@
+"""Every command and path the README quotes must work."""
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, parse_recipe_args
+
+with open(os.path.join(REPO, "README.md")) as f:
+    README = f.read()
+
+
+def test_quick_start_is_exactly_two_commands():
+    section = README.split("## Quick start", 1)[1]
+    block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
+    assert commands == ["make pretrain", "make test"]
+
+
+def test_make_targets_exist():
+    with open(os.path.join(REPO, "Makefile")) as f:
+        targets = set(re.findall(r"^([a-z][a-z-]*):", f.read(), flags=re.M))
+    quoted = set(re.findall(r"\bmake ([a-z][a-z-]*)", README))
+    assert quoted and quoted <= targets, quoted - targets
+
+
+def test_quoted_paths_exist():
+    paths = set(re.findall(r"\b((?:recipes|accelerate_configs|slam_recipes|data)/[\w./-]*\w)", README))
+    paths |= {"constraints.txt"}
+    missing = [p for p in sorted(paths) if not os.path.exists(os.path.join(REPO, p))]
+    assert not missing
+
+
+PRETRAIN_COMMANDS = sorted(set(re.findall(r"recipes/pretrain\.py (--config [^`|\n]+)", README)))
+
+
+def test_the_readme_quotes_the_recipes():
+    assert len(PRETRAIN_COMMANDS) >= 4
+
+
+@pytest.mark.parametrize("command", PRETRAIN_COMMANDS)
+def test_quoted_pretrain_commands_parse(command):
+    argv = shlex.split(command.strip())
+    model_args, data_args, training_args = parse_recipe_args(
+        (ModelArguments, DataArguments, PretrainConfig), [*argv, "--use_cpu", "true"]
+    )
+    assert model_args.model_name_or_path and data_args.dataset_name
+
+
+def test_quoted_accelerate_configs_exist():
+    for path in re.findall(r"--config_file (\S+)", README):
+        assert os.path.isfile(os.path.join(REPO, path)), path
+
+
+def test_help_answers():
+    result = subprocess.run(
+        [sys.executable, "recipes/pretrain.py", "--help"], cwd=REPO, capture_output=True, text=True
+    )
+    assert result.returncode == 0 and "--time_budget" in result.stdout and "--dataset_name" in result.stdout
