@@ -43,6 +43,7 @@ def main() -> None:
     logging.basicConfig(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level()
     )
+    logging.getLogger("slam_recipes").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
     set_seed(training_args.seed)
 
     # Data (prepared and cached before the time budget starts)

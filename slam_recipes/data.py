@@ -32,7 +32,7 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
     `source` is a Hub dataset name, a `save_to_disk` folder, a folder of data files, or a jsonl/parquet/arrow file
     or glob (each file is loaded on its own so errors can name it). `label` names the file or split for errors.
     """
-    from datasets import DatasetDict, load_dataset, load_from_disk
+    from datasets import load_dataset, load_from_disk
 
     try:
         if os.path.isdir(source):
@@ -51,6 +51,11 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
             files = sorted(glob.glob(source))
             if not files:
                 raise DataError(f"{source}: no such file")
+            if split != "train":
+                raise DataError(
+                    f"{source}: data files have no {split!r} split; name the {split} files as their own source, "
+                    f"use a folder holding {split}.jsonl, or validation_fraction"
+                )
             loaded = []
             for path in files:
                 builder = _builder(path)
@@ -60,10 +65,7 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
             return loaded
         if os.path.exists(source):
             raise DataError(f"{source}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
-        loaded = load_dataset(source, config_name, split=split)
-        if isinstance(loaded, DatasetDict):  # pragma: no cover - split is always given
-            loaded = loaded[split]
-        return [(f"{source} [{split}]", loaded)]
+        return [(f"{source} [{split}]", load_dataset(source, config_name, split=split))]
     except DataError:
         raise
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
@@ -222,8 +224,6 @@ def to_token_ids(
 ):
     """One loaded dataset → a dataset with only `input_ids` (uint16 token ids), cached by `datasets`."""
     column = detect_units_column(dataset, label, units_column)
-    if context_length < 2 + (1 if add_bos_eos else 0):
-        raise DataError(f"context_length {context_length} is too short")
     options = dict(
         column=column,
         label=label,

@@ -124,6 +124,7 @@ def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_win
 def test_budget_stops_evaluates_saves_and_reaches_min_lr(tmp_path):
     clock = FakeClock()
     trainer, budget = make_trainer(tmp_path, clock)
+    trainer.flops_per_token, trainer.peak_flops = 2.0e6, 1.0e12
     trainer.train()
     assert trainer.state.global_step == 10 and budget.stopped_at_step == 10
     history = trainer.state.log_history
@@ -136,8 +137,10 @@ def test_budget_stops_evaluates_saves_and_reaches_min_lr(tmp_path):
     assert max(lrs) == pytest.approx(1e-3, rel=0.05)
     peak = lrs.index(max(lrs))
     assert all(a >= b for a, b in zip(lrs[peak:], lrs[peak + 1 :], strict=False))
-    # Throughput is logged with the losses.
-    assert all(h["tokens_per_second"] > 0 for h in history if "loss" in h and h["step"] > 1)
+    # Throughput is logged with the losses: tokens/s, and MFU = tokens/s × FLOPs/token / peak FLOP/s.
+    logged = [h for h in history if "loss" in h and h["step"] > 1]
+    assert all(h["tokens_per_second"] > 0 for h in logged)
+    assert all(h["mfu"] == pytest.approx(h["tokens_per_second"] * 2.0e6 / 1.0e12, rel=1e-2, abs=1e-4) for h in logged)
     assert history[-1]["num_input_tokens_seen"] > 0
 
 

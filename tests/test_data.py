@@ -159,7 +159,9 @@ def test_bad_sources(tmp_path):
     with pytest.raises(DataError, match="unsupported file type"):
         load(tmp_path / "notes.txt")
     with pytest.raises(DataError, match="cannot load split 'validation'"):
-        load(tmp_path / "u.jsonl".replace("u.jsonl", ""), split="validation")
+        load(tmp_path, split="validation")  # a folder without validation files
+    with pytest.raises(DataError, match=r"u.jsonl: data files have no 'validation' split"):
+        load(tmp_path / "u.jsonl", split="validation")  # never silently evaluate on the training file
 
 
 # -- packing -------------------------------------------------------------------------------------------------------------
