@@ -5,7 +5,7 @@ CONFIG ?= recipes/demo/pretrain.yaml
 ACCELERATE_CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint format pretrain bench clean
+.PHONY: install test lint format pretrain dpo bench clean
 
 install: .installed
 
@@ -30,6 +30,11 @@ format: install
 #   make pretrain CONFIG=recipes/slam/pretrain.yaml ACCELERATE_CONFIG=accelerate_configs/a5000_24h.yaml
 pretrain: install
 	$(PYTHON) -m accelerate.commands.launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) recipes/pretrain.py --config $(CONFIG) $(ARGS)
+
+# Stage 2: DPO (default: the CPU demo, from the output of `make pretrain`).
+DPO_CONFIG ?= recipes/demo/dpo.yaml
+dpo: install
+	$(PYTHON) -m accelerate.commands.launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) recipes/dpo.py --config $(DPO_CONFIG) $(ARGS)
 
 bench: install
 	$(PYTHON) recipes/benchmark.py

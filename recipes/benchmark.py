@@ -1,10 +1,10 @@
-"""Benchmark the pretraining pipeline on this machine: unit-dataset preparation and tiny-recipe training throughput.
+"""Benchmark the recipes on this machine: unit-dataset preparation, demo pretraining and demo DPO throughput.
 
 Usage:
     make bench
     python recipes/benchmark.py --num_utterances 20000 --train_steps 60 --output_dir bench_results
 
-Prints a markdown table and writes `<output_dir>/pretrain_bench.json`. Not a test: numbers depend on the machine.
+Prints a markdown table and writes `<output_dir>/bench.json`. Not a test: numbers depend on the machine.
 """
 
 import argparse
@@ -82,11 +82,38 @@ def bench_training(steps: int, output_dir: str) -> dict:
     return {"recipe": "recipes/demo/pretrain.yaml", "steps": steps, "tokens_per_s": round(sum(rates) / len(rates))}
 
 
+def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
+    """The demo DPO recipe from the benchmark's demo model, with and without precomputed reference log-probs."""
+    rows = []
+    for precompute in (False, True):
+        run_dir = os.path.join(output_dir, f"demo-dpo-precompute-{precompute}")
+        command = [
+            sys.executable, os.path.join(REPO, "recipes", "dpo.py"), "--config", os.path.join(REPO, "recipes/demo/dpo.yaml"),
+            "--model_name_or_path", model_dir, "--output_dir", run_dir, "--max_steps", str(steps),
+            "--eval_strategy", "no", "--disable_tqdm", "true", "--precompute_ref_log_probs", str(precompute).lower(),
+        ]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+        wall = time.perf_counter() - start
+        with open(os.path.join(run_dir, "train_results.json")) as f:
+            metrics = json.load(f)
+        rows.append(
+            {
+                "precompute_ref_log_probs": precompute,
+                "steps": steps,
+                "train_pairs_per_s": round(metrics["train_samples_per_second"], 2),
+                "script_seconds": round(wall, 1),
+            }
+        )
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_utterances", type=int, default=20000)
     parser.add_argument("--context_length", type=int, default=1024)
     parser.add_argument("--train_steps", type=int, default=60)
+    parser.add_argument("--dpo_steps", type=int, default=30)
     parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_results"))
     args = parser.parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
@@ -98,9 +125,10 @@ def main() -> None:
     datasets.disable_progress_bars()
     preparation = bench_preparation(args.num_utterances, args.context_length)
     training = bench_training(args.train_steps, args.output_dir)
+    dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
-    print(f"## Pretraining pipeline benchmark ({machine})\n")
+    print(f"## slam-recipes benchmark ({machine})\n")
     print("| unit-dataset preparation (load → ids → pack) | tokens | seconds | tokens/s |")
     print("|---|---:|---:|---:|")
     for row in preparation:
@@ -108,8 +136,13 @@ def main() -> None:
     print("\n| training | steps | tokens/s |")
     print("|---|---:|---:|")
     print(f"| {training['recipe']} | {training['steps']} | {training['tokens_per_s']:,} |")
-    result = {"machine": machine, "preparation": preparation, "training": training}
-    with open(os.path.join(args.output_dir, "pretrain_bench.json"), "w") as f:
+    print("\n| DPO (recipes/demo/dpo.yaml) | steps | train pairs/s | script seconds (incl. start-up) |")
+    print("|---|---:|---:|---:|")
+    for row in dpo:
+        name = "precomputed reference log-probs" if row["precompute_ref_log_probs"] else "reference model in the loop"
+        print(f"| {name} | {row['steps']} | {row['train_pairs_per_s']} | {row['script_seconds']} |")
+    result = {"machine": machine, "preparation": preparation, "training": training, "dpo": dpo}
+    with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
 
 

@@ -36,8 +36,8 @@ def main() -> None:
         load_or_build_tokenizer,
         parse_recipe_args,
     )
-    from slam_recipes.model import model_flops_per_token
-    from slam_recipes.trainer import peak_flops_per_device
+    from slam_recipes.model import build_lora_config, model_flops_per_token
+    from slam_recipes.trainer import peak_flops_per_device, save_trained_model
 
     model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
     logging.basicConfig(
@@ -59,6 +59,11 @@ def main() -> None:
     )
     check_vocab(tokenizer, model)
     check_packing(model, data_args.packing, model_args.attn_implementation)
+    flops_per_token = model_flops_per_token(model, data_args.context_length)
+    if model_args.use_peft:  # LoRA on the transformer; the new unit embeddings and head are trained in full
+        from peft import get_peft_model
+
+        model = get_peft_model(model, build_lora_config(model, **model_args.lora_kwargs(), train_embeddings=True))
 
     # Training
     trainer = UnitLMTrainer(
@@ -70,7 +75,7 @@ def main() -> None:
         processing_class=tokenizer,
         callbacks=build_callbacks(training_args.callbacks, training_args),
     )
-    trainer.flops_per_token = model_flops_per_token(model, data_args.context_length)
+    trainer.flops_per_token = flops_per_token
     trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
     result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)
@@ -78,7 +83,7 @@ def main() -> None:
 
     # Save
     trainer.save_state()
-    trainer.save_model(training_args.output_dir)
+    save_trained_model(trainer, training_args.output_dir, merge_adapters=model_args.peft_save == "merged")
     if training_args.push_to_hub:
         trainer.push_to_hub()
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import yaml
 from transformers import TrainingArguments
+from trl import DPOConfig
 
 from slam_recipes.callbacks import parse_time_budget
 from slam_recipes.data import PACKING_MODES
@@ -51,6 +52,22 @@ class ModelArguments:
         default=None,
         metadata={"help": "Other config fields to override, as a mapping (YAML) or JSON string (CLI)."},
     )
+    # PEFT (LoRA)
+    use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
+    lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
+    lora_alpha: int = field(default=32, metadata={"help": "LoRA scaling alpha."})
+    lora_dropout: float = field(default=0.05, metadata={"help": "Dropout on the LoRA path."})
+    lora_target_modules: list[str] | None = field(
+        default=None, metadata={"help": "Modules that get adapters; default: all linear layers but the output head."}
+    )
+    lora_modules_to_save: list[str] | None = field(
+        default=None,
+        metadata={"help": "Modules trained in full next to the adapters (pretraining adds the embeddings itself)."},
+    )
+    peft_save: str = field(
+        default="merged",
+        metadata={"help": "merged: save a plain model with adapters folded in; adapter: save adapters."},
+    )
 
     def __post_init__(self):
         if isinstance(self.model_config_overrides, str):
@@ -60,8 +77,20 @@ class ModelArguments:
                 self.model_config_overrides = json.loads(self.model_config_overrides)
             except json.JSONDecodeError as err:
                 raise ConfigError(f"model_config_overrides is not valid JSON: {err}") from err
+        if self.peft_save not in ("merged", "adapter"):
+            raise ConfigError(f"peft_save must be merged or adapter, got {self.peft_save!r}")
         if self.num_units < 1 or self.num_units > 65534 - 2:
             raise ConfigError(f"num_units must be in [1, 65532] (ids are stored as uint16), got {self.num_units}")
+
+    def lora_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `build_lora_config`."""
+        return dict(
+            r=self.lora_r,
+            alpha=self.lora_alpha,
+            dropout=self.lora_dropout,
+            target_modules=self.lora_target_modules,
+            modules_to_save=self.lora_modules_to_save,
+        )
 
     def build_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for `build_unit_lm`."""
@@ -141,6 +170,36 @@ class DataArguments:
 
 
 @dataclass
+class PreferenceDataArguments:
+    """Spoken preference pairs (`prompt`, `chosen`, `rejected` as units) and the paper's repetition filter."""
+
+    dataset_name: list[str] | None = field(
+        default=None,
+        metadata={"help": "Sources of preference pairs: Hub names, save_to_disk folders, data folders or files."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split used for training."})
+    validation_split: str | None = field(default=None, metadata={"help": "Split of the same sources for evaluation."})
+    validation_fraction: float = field(default=0.0, metadata={"help": "Hold out this fraction of pairs instead."})
+    dedup: bool = field(default=False, metadata={"help": "Collapse consecutive repeated units."})
+    auto_bleu_filter: bool = field(
+        default=True,
+        metadata={"help": "Drop pairs whose prompt_text + chosen_text is repetitive (needs the text columns)."},
+    )
+    auto_bleu_n: int = field(default=2, metadata={"help": "n of the auto-BLEU n-grams (paper: bigrams)."})
+    auto_bleu_threshold: float = field(
+        default=0.3, metadata={"help": "Drop a pair at auto-BLEU >= this (paper: 0.3)."}
+    )
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for data preparation."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.auto_bleu_n < 1:
+            raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
+
+
+@dataclass
 class TimeBudgetArguments:
     """Fields every training recipe adds to its trainer config (pretraining and DPO alike)."""
 
@@ -161,6 +220,9 @@ class TimeBudgetArguments:
 
     def check_time_budget(self) -> None:
         self.time_budget_seconds = parse_time_budget(self.time_budget)
+        # Tokens seen are always counted: they are logged with tokens/s and MFU. (Set here rather than as a field
+        # default: HfArgumentParser runs string defaults of this field through its bool parser.)
+        self.include_num_input_tokens_seen = "non_padding"
 
 
 @dataclass
@@ -174,9 +236,15 @@ class PretrainConfig(TimeBudgetArguments, TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         self.check_time_budget()
-        # Tokens seen are always counted: they are logged with tokens/s and MFU. (Set here rather than as a field
-        # default: HfArgumentParser runs string defaults of this field through its bool parser.)
-        self.include_num_input_tokens_seen = "non_padding"
+
+
+@dataclass
+class SlamDPOConfig(TimeBudgetArguments, DPOConfig):
+    """TRL's `DPOConfig` plus the time budget."""
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.check_time_budget()
 
 
 def recipe_fields(dataclass_types) -> set[str]:

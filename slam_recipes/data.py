@@ -92,17 +92,24 @@ def detect_units_column(dataset, label: str, units_column: str | None = None) ->
                 f"found {columns}; set units_column to choose one"
             )
         column = found[0]
+    check_units_column(dataset, column, label)
+    return column
+
+
+def check_units_column(dataset, column: str, label: str) -> None:
+    """`column` must hold integer lists, `<UnK>` strings, or slamkit features dicts (`{"units": [...], ...}`)."""
     feature = dataset.features[column]
+    if isinstance(feature, dict) and "units" in feature:  # slamkit features dict
+        feature = feature["units"]
     inner = getattr(feature, "feature", None)
     dtype = getattr(inner, "dtype", None) if inner is not None else getattr(feature, "dtype", None)
-    is_list = inner is not None
     if (
-        is_list and dtype is not None and ("int" in dtype or dtype == "null")
-    ):  # null: only empty lists (caught per row)
-        return column
-    if not is_list and dtype in ("string", "large_string"):
-        return column
-    kind = f"lists of {dtype}" if is_list else dtype
+        inner is not None and dtype is not None and ("int" in dtype or dtype == "null")
+    ):  # null: all empty, caught per row
+        return
+    if inner is None and dtype in ("string", "large_string"):
+        return
+    kind = f"lists of {dtype}" if inner is not None else (dtype or type(feature).__name__)
     raise DataError(f"{label}: column {column!r} holds {kind}; expected integer lists or <UnK> strings")
 
 
@@ -112,9 +119,11 @@ def detect_units_column(dataset, label: str, units_column: str | None = None) ->
 def _ragged_from_column(
     column: pa.ChunkedArray | pa.Array, label: str, first_row: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(values, offsets) of a list or unit-string column."""
+    """(values, offsets) of a list, unit-string, or features-dict column."""
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
+    if pa.types.is_struct(column.type):  # slamkit features dict: {"units": [...], "duration": [...]}
+        column = column.field("units")
     if column.null_count:
         bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{label} row {first_row + bad}: empty unit sequence (null)")
@@ -126,6 +135,35 @@ def _ragged_from_column(
     offsets = column.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
     values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    return values, offsets
+
+
+def read_units(
+    column: pa.ChunkedArray | pa.Array, *, num_units: int, label: str, first_row: int, dedup: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """A batch of a units column → validated (and optionally deduplicated) unit values + row offsets."""
+    values, offsets = _ragged_from_column(column, label, first_row)
+    return validate_units(values, offsets, num_units=num_units, label=label, first_row=first_row, dedup=dedup)
+
+
+def validate_units(
+    values: np.ndarray, offsets: np.ndarray, *, num_units: int, label: str, first_row: int, dedup: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Refuse empty rows and ids outside [0, num_units) naming the row; collapse repeats when `dedup`."""
+    lengths = np.diff(offsets)
+    if lengths.size and lengths.min() == 0:
+        raise DataError(f"{label} row {first_row + int(np.argmin(lengths))}: empty unit sequence")
+    bad = np.flatnonzero((values < 0) | (values >= num_units))
+    if bad.size:
+        row = int(np.searchsorted(offsets, bad[0], side="right") - 1)
+        raise DataError(f"{label} row {first_row + row}: unit id {int(values[bad[0]])} outside [0, {num_units})")
+    if dedup and values.size:
+        keep = np.ones(values.size, dtype=bool)
+        keep[1:] = values[1:] != values[:-1]
+        keep[offsets[:-1]] = True
+        lengths = np.add.reduceat(keep.astype(np.int64), offsets[:-1])
+        values = values[keep]
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
     return values, offsets
 
 
@@ -146,20 +184,10 @@ def normalize_batch(
 
     Errors name the row: `label row N: ...`. Returns (token ids as uint16, offsets).
     """
+    values, offsets = validate_units(
+        values, offsets, num_units=num_units, label=label, first_row=first_row, dedup=dedup
+    )
     lengths = np.diff(offsets)
-    if lengths.size and lengths.min() == 0:
-        raise DataError(f"{label} row {first_row + int(np.argmin(lengths))}: empty unit sequence")
-    bad = np.flatnonzero((values < 0) | (values >= num_units))
-    if bad.size:
-        row = int(np.searchsorted(offsets, bad[0], side="right") - 1)
-        raise DataError(f"{label} row {first_row + row}: unit id {int(values[bad[0]])} outside [0, {num_units})")
-    starts = offsets[:-1]
-    if dedup and values.size:
-        keep = np.ones(values.size, dtype=bool)
-        keep[1:] = values[1:] != values[:-1]
-        keep[starts] = True
-        lengths = np.add.reduceat(keep.astype(np.int64), starts) if starts.size else lengths
-        values = values[keep]
     # Length filter (on units, before framing).
     row_keep = lengths >= min_units
     if max_units is not None:

@@ -9,6 +9,10 @@ must learn, so a falling loss means something:
   with topic-specific nouns and verbs, so stories stay on one topic;
 - each speaker holds each state for 1-3 frames; consecutive repeats are then removed (dedup), as in the recipe.
 
+The stories go to `data/demo/pretrain/`. SpokenSwag-style preference pairs for the demo DPO recipe go to
+`data/demo/dpo/`: a first sentence, its continuation on the same topic (chosen) and a continuation on another
+topic (rejected).
+
 Regenerate the shipped files with `python -m slam_recipes.demo_data --output_dir data/demo`.
 """
 
@@ -109,13 +113,50 @@ def generate_stories(num_stories: int, seed: int, grammar_seed: int = 0) -> list
     return rows
 
 
-def write_demo_corpus(output_dir: str, num_train: int = 1500, num_validation: int = 150, seed: int = 0) -> None:
-    """Write `train.jsonl` and `validation.jsonl` (different stories, same grammar and speakers)."""
-    os.makedirs(output_dir, exist_ok=True)
+def generate_preference_pairs(num_pairs: int, seed: int, grammar_seed: int = 0) -> list[dict]:
+    """SpokenSwag-style pairs: prompt = a first sentence, chosen = its continuation on the same topic, rejected = a
+    continuation on another topic; each part spoken on its own by one speaker, with its text."""
+    grammar = build_grammar(grammar_seed)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(num_pairs):
+        topic = str(rng.choice(TOPICS))
+        other = str(rng.choice([t for t in TOPICS if t != topic]))
+        speaker = int(rng.integers(0, NUM_SPEAKERS))
+        prompt = sentence(rng, grammar, topic)
+        endings = {t: [sentence(rng, grammar, t) for _ in range(int(rng.integers(1, 3)))] for t in (topic, other)}
+        row = {"prompt": speak(rng, prompt, grammar, speaker), "prompt_text": " ".join(prompt) + "."}
+        for name, t in (("chosen", topic), ("rejected", other)):
+            row[name] = speak(rng, [w for s in endings[t] for w in s], grammar, speaker)
+            row[f"{name}_text"] = ". ".join(" ".join(s) for s in endings[t]) + "."
+        rows.append(row)
+    return rows
+
+
+def _write_jsonl(path: str, rows: list[dict]) -> None:
+    with open(path, "w") as f:
+        for row in rows:
+            f.write(json.dumps(row, separators=(",", ":")) + "\n")
+
+
+def write_demo_corpus(
+    output_dir: str,
+    num_train: int = 1500,
+    num_validation: int = 150,
+    seed: int = 0,
+    num_pairs: int = 400,
+    num_validation_pairs: int = 40,
+) -> None:
+    """Write `pretrain/{train,validation}.jsonl` (stories) and `dpo/{train,validation}.jsonl` (pairs); splits hold
+    different stories from the same grammar and speakers."""
+    for folder in ("pretrain", "dpo"):
+        os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
     for split, n, split_seed in (("train", num_train, seed + 1), ("validation", num_validation, seed + 2)):
-        with open(os.path.join(output_dir, f"{split}.jsonl"), "w") as f:
-            for row in generate_stories(n, split_seed, grammar_seed=seed):
-                f.write(json.dumps(row, separators=(",", ":")) + "\n")
+        rows = generate_stories(n, split_seed, grammar_seed=seed)
+        _write_jsonl(os.path.join(output_dir, "pretrain", f"{split}.jsonl"), rows)
+    for split, n, split_seed in (("train", num_pairs, seed + 3), ("validation", num_validation_pairs, seed + 4)):
+        rows = generate_preference_pairs(n, split_seed, grammar_seed=seed)
+        _write_jsonl(os.path.join(output_dir, "dpo", f"{split}.jsonl"), rows)
 
 
 def main() -> None:

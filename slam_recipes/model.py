@@ -122,3 +122,57 @@ def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, cont
 def model_flops_per_token(model, context_length: int) -> float:
     config = model.config.get_text_config()
     return flops_per_token(count_parameters(model), config.num_hidden_layers, config.hidden_size, context_length)
+
+
+def check_unit_lm(model_name_or_path: str, num_units: int) -> None:
+    """A stage that starts from a trained speech LM (DPO) refuses a checkpoint whose vocabulary is not the units'."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_name_or_path).get_text_config()
+    if config.vocab_size != vocab_size(num_units):
+        raise ConfigError(
+            f"tokenizer/model vocabulary mismatch: {model_name_or_path} has vocab_size {config.vocab_size}, the unit "
+            f"tokenizer has {vocab_size(num_units)} (num_units={num_units}); start from a pretrained speech LM"
+        )
+
+
+def embedding_module_names(model) -> list[str]:
+    """Names (last component) of the input embedding and output head modules, e.g. ['embed_tokens', 'lm_head']."""
+    targets = {id(model.get_input_embeddings()), id(model.get_output_embeddings())}
+    return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if id(module) in targets})
+
+
+def build_lora_config(
+    model,
+    r: int = 16,
+    alpha: int = 32,
+    dropout: float = 0.05,
+    target_modules: list[str] | None = None,
+    modules_to_save: list[str] | None = None,
+    train_embeddings: bool = False,
+):
+    """A peft `LoraConfig`; `train_embeddings` also trains the unit embeddings and head in full (needed when the
+    vocabulary is new, i.e. TWIST pretraining)."""
+    from peft import LoraConfig
+
+    save = list(modules_to_save or [])
+    if train_embeddings:
+        save += [name for name in embedding_module_names(model) if name not in save]
+    return LoraConfig(
+        task_type="CAUSAL_LM",
+        r=r,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=target_modules or "all-linear",
+        modules_to_save=save or None,
+    )
+
+
+def make_reference_model(model):
+    """A frozen copy of the policy for DPO: works for models loaded from a folder and for models built in memory
+    (TRL would otherwise reload the reference by the config's Hub name)."""
+    import copy
+
+    reference = copy.deepcopy(model).eval()
+    reference.requires_grad_(False)
+    return reference

@@ -10,6 +10,7 @@ import time
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
+from trl import DPOTrainer
 
 from slam_recipes.callbacks import BUDGET_SCHEDULES, BudgetSchedule, TimeBudgetCallback, min_lr_ratio
 
@@ -84,3 +85,22 @@ class SlamTrainerMixin:
 
 class UnitLMTrainer(SlamTrainerMixin, Trainer):
     """`transformers.Trainer` for next-unit prediction."""
+
+
+class UnitDPOTrainer(SlamTrainerMixin, DPOTrainer):
+    """TRL's `DPOTrainer` with the same throughput logging and time budget as pretraining."""
+
+
+def save_trained_model(trainer, output_dir: str, merge_adapters: bool = True) -> None:
+    """Save the final model and tokenizer. A PEFT model is saved merged (a plain transformers model) or as adapters."""
+    from peft import PeftModel
+
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    if isinstance(model, PeftModel) and merge_adapters:
+        if trainer.is_world_process_zero():
+            merged = model.merge_and_unload()
+            merged.save_pretrained(output_dir)
+            trainer.processing_class.save_pretrained(output_dir)
+        trainer.accelerator.wait_for_everyone()
+        return
+    trainer.save_model(output_dir)

@@ -4,11 +4,20 @@ import os
 import pytest
 from conftest import REPO
 
-from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, parse_recipe_args
+from slam_recipes.configs import (
+    DataArguments,
+    ModelArguments,
+    PreferenceDataArguments,
+    PretrainConfig,
+    SlamDPOConfig,
+    parse_recipe_args,
+)
 from slam_recipes.errors import ConfigError
 
 PRETRAIN = (ModelArguments, DataArguments, PretrainConfig)
+DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
 PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
+DPO_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "dpo.yaml")))
 
 
 def parse(*argv):
@@ -16,8 +25,14 @@ def parse(*argv):
     return parse_recipe_args(PRETRAIN, [*argv, "--use_cpu", "true"])
 
 
+def parse_dpo(*argv):
+    return parse_recipe_args(DPO, [*argv, "--use_cpu", "true"])
+
+
 def test_every_recipe_yaml_is_checked():
-    assert sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True)) == PRETRAIN_RECIPES
+    every = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
+    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES)
+    assert {os.path.basename(os.path.dirname(p)) for p in DPO_RECIPES} == {"slam", "slam_scaled", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
         "slam",
         "slam_scaled",
@@ -33,6 +48,29 @@ def test_recipe_parses(path):
     model_args, data_args, training_args = parse("--config", path)
     assert model_args.model_name_or_path and data_args.dataset_name
     assert training_args.time_budget_seconds > 0
+
+
+@pytest.mark.parametrize("path", DPO_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_dpo_recipe_parses(path):
+    model_args, data_args, training_args = parse_dpo("--config", path)
+    assert model_args.model_name_or_path.startswith("outputs/") and data_args.dataset_name
+    assert training_args.time_budget_seconds > 0
+
+
+def test_slam_dpo_recipe_is_paper_table5():
+    model_args, data_args, args = parse_dpo("--config", os.path.join(REPO, "recipes/slam/dpo.yaml"))
+    assert model_args.model_name_or_path == "outputs/slam-pretrain"  # the pretraining recipe's output_dir
+    _, _, pretrain = parse("--config", os.path.join(REPO, "recipes/slam/pretrain.yaml"))
+    assert pretrain.output_dir == model_args.model_name_or_path
+    assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (4, 16)
+    assert (
+        args.learning_rate == 5e-5 and args.lr_scheduler_type == "inverse_sqrt" and args.optim == "adamw_torch_fused"
+    )
+    assert args.max_grad_norm == 0.5 and args.bf16 and args.beta == 0.1 and args.max_length == 1024
+    assert args.time_budget_seconds == 1800
+    assert data_args.auto_bleu_filter and data_args.auto_bleu_n == 2 and data_args.auto_bleu_threshold == 0.3
+    _, _, scaled = parse_dpo("--config", os.path.join(REPO, "recipes/slam_scaled/dpo.yaml"))
+    assert scaled.num_train_epochs == 2
 
 
 def test_slam_recipe_is_paper_table4():

@@ -246,7 +246,7 @@ def test_prepared_rows_are_cached_on_disk(tmp_path):
 def test_demo_corpus_is_shipped_and_structured():
     from conftest import REPO
 
-    with open(f"{REPO}/data/demo/train.jsonl") as f:
+    with open(f"{REPO}/data/demo/pretrain/train.jsonl") as f:
         rows = [json.loads(line) for line in f]
     assert len(rows) >= 1000
     units = [u for r in rows for u in r["units"]]

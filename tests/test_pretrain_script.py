@@ -162,3 +162,29 @@ def test_unknown_yaml_key_exits_2_from_the_command_line(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [f"error: {recipe}: unknown key(s) ['lerning_rate']"]
     assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_pretraining_with_peft_trains_embeddings_and_saves_a_plain_model(tmp_path):
+    out = tmp_path / "lora"
+    result = run_script(
+        "--output_dir", str(out), "--max_steps", "4", "--use_peft", "true", "--lora_r", "4",
+        "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not (out / "adapter_config.json").exists()  # merged: loads with no peft code
+    model = AutoModelForCausalLM.from_pretrained(out)
+    assert model.config.vocab_size == 502
+
+
+def test_lora_for_pretraining_trains_the_new_vocabulary(tiny_config_dir):
+    from peft import get_peft_model
+
+    from slam_recipes.model import build_lora_config, build_unit_lm
+
+    model = build_unit_lm(tiny_config_dir, twist_init=False)
+    config = build_lora_config(model, r=4, train_embeddings=True)
+    assert set(config.modules_to_save) == {"embed_tokens", "lm_head"}
+    peft_model = get_peft_model(model, config)
+    trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("embed_tokens" in n for n in trainable) and any("lora_A" in n for n in trainable)
+    assert not any("mlp.up_proj.base_layer" in n for n in trainable)  # the transformer itself stays frozen

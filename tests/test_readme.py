@@ -9,7 +9,14 @@ import sys
 import pytest
 from conftest import REPO
 
-from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, parse_recipe_args
+from slam_recipes.configs import (
+    DataArguments,
+    ModelArguments,
+    PreferenceDataArguments,
+    PretrainConfig,
+    SlamDPOConfig,
+    parse_recipe_args,
+)
 
 with open(os.path.join(REPO, "README.md")) as f:
     README = f.read()
@@ -37,10 +44,20 @@ def test_quoted_paths_exist():
 
 
 PRETRAIN_COMMANDS = sorted(set(re.findall(r"recipes/pretrain\.py (--config [^`|\n]+)", README)))
+DPO_COMMANDS = sorted(set(re.findall(r"recipes/dpo\.py (--config [^`|\n]+)", README)))
 
 
 def test_the_readme_quotes_the_recipes():
-    assert len(PRETRAIN_COMMANDS) >= 4
+    assert len(PRETRAIN_COMMANDS) >= 4 and len(DPO_COMMANDS) >= 3
+
+
+@pytest.mark.parametrize("command", DPO_COMMANDS)
+def test_quoted_dpo_commands_parse(command):
+    argv = shlex.split(command.strip())
+    model_args, data_args, _ = parse_recipe_args(
+        (ModelArguments, PreferenceDataArguments, SlamDPOConfig), [*argv, "--use_cpu", "true"]
+    )
+    assert model_args.model_name_or_path and data_args.dataset_name
 
 
 @pytest.mark.parametrize("command", PRETRAIN_COMMANDS)

@@ -1,0 +1,76 @@
+"""Align a pretrained speech LM with DPO on spoken preference pairs: stage 2 of the Slam recipe.
+
+Usage:
+    # the paper's run: 30 minutes of DPO on SpokenSwag after recipes/slam/pretrain.yaml
+    accelerate launch --config_file accelerate_configs/a5000_24h.yaml recipes/dpo.py --config recipes/slam/dpo.yaml
+
+    # CPU, about a minute, after `make pretrain` (the demo pretraining)
+    python recipes/dpo.py --config recipes/demo/dpo.yaml
+
+Any recipe value can be overridden on the command line (CLI > YAML > default), e.g. `--use_peft true`.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import dataclasses
+    import logging
+
+    from transformers import set_seed
+
+    from slam_recipes import ModelArguments, build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
+    from slam_recipes.configs import PreferenceDataArguments, SlamDPOConfig, parse_recipe_args
+    from slam_recipes.model import build_lora_config, check_unit_lm, make_reference_model
+    from slam_recipes.preference import build_preference_datasets
+    from slam_recipes.trainer import UnitDPOTrainer, save_trained_model
+
+    model_args, data_args, training_args = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
+    logging.basicConfig(
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level()
+    )
+    logging.getLogger("slam_recipes").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    set_seed(training_args.seed)
+
+    # Data (filtered, validated and cached before the time budget starts)
+    with training_args.main_process_first(desc="preference data preparation"):
+        train_dataset, eval_dataset = build_preference_datasets(
+            **dataclasses.asdict(data_args), num_units=model_args.num_units, seed=training_args.seed
+        )
+
+    # Model: the pretrained speech LM, and a frozen copy of it as the reference (none with PEFT: the reference is
+    # the base with adapters disabled; none with precomputed reference log-probs: they come from the policy at start)
+    check_unit_lm(model_args.model_name_or_path, model_args.num_units)
+    model = build_unit_lm(model_args.model_name_or_path, **model_args.build_kwargs())
+    tokenizer = load_or_build_tokenizer(
+        model_args.model_name_or_path, model_args.num_units, model_args.tokenizer_name_or_path
+    )
+    check_vocab(tokenizer, model)
+    needs_reference = not (model_args.use_peft or training_args.precompute_ref_log_probs)
+    ref_model = make_reference_model(model) if needs_reference else None
+    peft_config = build_lora_config(model, **model_args.lora_kwargs()) if model_args.use_peft else None
+
+    # Training
+    trainer = UnitDPOTrainer(
+        model=model,
+        ref_model=ref_model,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=tokenizer,
+        callbacks=build_callbacks(training_args.callbacks, training_args),
+        peft_config=peft_config,
+    )
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+
+    # Save
+    trainer.save_state()
+    save_trained_model(trainer, training_args.output_dir, merge_adapters=model_args.peft_save == "merged")
+    if training_args.push_to_hub:
+        trainer.push_to_hub()
+
+
+if __name__ == "__main__":
+    run_entry_point(main)

@@ -1,0 +1,165 @@
+"""Spoken preference pairs for DPO (SpokenSwag-style): load, validate, filter repetitive pairs, format for TRL.
+
+Rows carry `prompt`, `chosen` and `rejected` as units, in any form the pretraining loader accepts (integer lists,
+slamkit `audio_repr` strings, slamkit features dicts). They are turned into unit strings that TRL's DPOTrainer
+tokenizes with the unit tokenizer, exactly as in pretraining: the prompt is `<S> units` (BOS, no EOS) and each
+completion is `units <S>` (EOS). SpokenSwag's text columns are kept when present.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from slam_recipes.data import check_units_column, load_source, read_units
+from slam_recipes.errors import DataError
+from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, unit_token
+
+PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
+TEXT_COLUMNS = ("prompt_text", "chosen_text", "rejected_text")
+_WORD_RE = re.compile(r"[\w']+")
+
+
+def auto_bleu(text: str, n: int = 2) -> float:
+    """Share of the word n-grams of `text` that also occur elsewhere in it (0 = no repetition).
+
+    Words are lower-cased runs of letters, digits and apostrophes. A text with fewer than n words scores 0.
+    "the cat saw the cat" → bigrams (the cat) (cat saw) (saw the) (the cat): 2 of 4 repeat → 0.5.
+    """
+    if n < 1:
+        raise ValueError(f"auto-BLEU n must be at least 1, got {n}")
+    words = _WORD_RE.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return 0.0
+    counts = Counter(grams)
+    return sum(counts[g] > 1 for g in grams) / len(grams)
+
+
+def _unit_strings(values: np.ndarray, offsets: np.ndarray, prefix: str, suffix: str) -> list[str]:
+    tokens = np.array([unit_token(k) for k in range(int(values.max()) + 1 if values.size else 0)], dtype=object)
+    return [prefix + "".join(tokens[values[a:b]]) + suffix for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def _preference_map(batch: pa.Table, indices: list[int], label: str, num_units: int, dedup: bool) -> pa.Table:
+    first_row = indices[0] if len(indices) else 0
+    out = {}
+    for name, prefix, suffix in (("prompt", BOS_TOKEN, ""), ("chosen", "", EOS_TOKEN), ("rejected", "", EOS_TOKEN)):
+        values, offsets = read_units(
+            batch.column(name), num_units=num_units, label=f"{label} column {name!r}", first_row=first_row, dedup=dedup
+        )
+        out[name] = pa.array(_unit_strings(values, offsets, prefix, suffix), pa.string())
+    for name in TEXT_COLUMNS:
+        if name in batch.column_names:
+            out[name] = batch.column(name)
+    return pa.table(out)
+
+
+def to_preference_strings(dataset, label: str, *, num_units: int, dedup: bool = False, num_proc: int | None = None):
+    """Validate one loaded dataset and turn its units into the strings TRL tokenizes (text columns kept)."""
+    missing = [c for c in PREFERENCE_COLUMNS if c not in dataset.column_names]
+    if missing:
+        raise DataError(f"{label}: missing preference column(s) {missing} (found {dataset.column_names})")
+    for name in PREFERENCE_COLUMNS:
+        check_units_column(dataset, name, label)
+    return (
+        dataset.with_format("arrow")
+        .map(
+            _preference_map,
+            batched=True,
+            batch_size=5_000,
+            with_indices=True,
+            remove_columns=dataset.column_names,
+            fn_kwargs={"label": label, "num_units": num_units, "dedup": dedup},
+            num_proc=num_proc,
+            desc=f"Preference pairs → unit strings ({label})",
+        )
+        .with_format(None)
+    )
+
+
+def filter_repetitive(dataset, label: str, n: int = 2, threshold: float = 0.3, num_proc: int | None = None):
+    """The paper's filter: drop a pair when the auto-BLEU of `prompt_text + " " + chosen_text` is ≥ `threshold`."""
+    missing = [c for c in ("prompt_text", "chosen_text") if c not in dataset.column_names]
+    if missing:
+        raise DataError(
+            f"{label}: auto_bleu_filter needs text column(s) {missing} (found {dataset.column_names}); "
+            "set auto_bleu_filter: false for data without transcripts"
+        )
+
+    def keep(batch):
+        return [
+            auto_bleu(f"{prompt} {chosen}", n) < threshold
+            for prompt, chosen in zip(batch["prompt_text"], batch["chosen_text"], strict=True)
+        ]
+
+    return dataset.filter(keep, batched=True, num_proc=num_proc, desc=f"auto-BLEU filter ({label})")
+
+
+def load_preference_dataset(
+    dataset_names: Sequence[str],
+    *,
+    num_units: int,
+    split: str = "train",
+    config_name: str | None = None,
+    dedup: bool = False,
+    auto_bleu_filter: bool = True,
+    auto_bleu_n: int = 2,
+    auto_bleu_threshold: float = 0.3,
+    num_proc: int | None = None,
+):
+    """Load, filter and format preference pairs from every source, concatenated."""
+    from datasets import concatenate_datasets
+
+    parts = []
+    for name in dataset_names:
+        for label, dataset in load_source(name, split, config_name):
+            if auto_bleu_filter:
+                dataset = filter_repetitive(dataset, label, auto_bleu_n, auto_bleu_threshold, num_proc)
+            parts.append(to_preference_strings(dataset, label, num_units=num_units, dedup=dedup, num_proc=num_proc))
+    return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+
+def build_preference_datasets(
+    dataset_name: Sequence[str] | None,
+    *,
+    num_units: int,
+    dataset_config: str | None = None,
+    dataset_split: str = "train",
+    validation_split: str | None = None,
+    validation_fraction: float = 0.0,
+    dedup: bool = False,
+    auto_bleu_filter: bool = True,
+    auto_bleu_n: int = 2,
+    auto_bleu_threshold: float = 0.3,
+    preprocessing_num_workers: int | None = None,
+    seed: int = 42,
+):
+    """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments)."""
+    if not dataset_name:
+        raise DataError("dataset_name is required: a Hub dataset, a folder, or data files of preference pairs")
+    if validation_split and validation_fraction:
+        raise DataError("set validation_split or validation_fraction, not both")
+    common = dict(
+        num_units=num_units,
+        config_name=dataset_config,
+        dedup=dedup,
+        auto_bleu_filter=auto_bleu_filter,
+        auto_bleu_n=auto_bleu_n,
+        auto_bleu_threshold=auto_bleu_threshold,
+        num_proc=preprocessing_num_workers,
+    )
+    train = load_preference_dataset(dataset_name, split=dataset_split, **common)
+    evaluation = None
+    if validation_split:
+        evaluation = load_preference_dataset(dataset_name, split=validation_split, **common)
+    elif validation_fraction:
+        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
+        train, evaluation = parts["train"], parts["test"]
+    if len(train) == 0:
+        raise DataError(f"{list(dataset_name)}: no preference pairs left after the auto-BLEU filter")
+    return train, evaluation
