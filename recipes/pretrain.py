@@ -18,7 +18,6 @@ from slam_recipes.errors import run_entry_point
 
 def main() -> None:
     import dataclasses
-    import logging
 
     from transformers import set_seed
 
@@ -37,13 +36,10 @@ def main() -> None:
         parse_recipe_args,
     )
     from slam_recipes.model import build_lora_config, model_flops_per_token
-    from slam_recipes.trainer import peak_flops_per_device, save_trained_model
+    from slam_recipes.trainer import peak_flops_per_device, setup_logging, train_and_save
 
     model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
-    logging.basicConfig(
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=training_args.get_process_log_level()
-    )
-    logging.getLogger("slam_recipes").setLevel(logging.INFO if training_args.should_log else logging.WARNING)
+    setup_logging(training_args)
     set_seed(training_args.seed)
 
     # Data (prepared and cached before the time budget starts)
@@ -77,15 +73,7 @@ def main() -> None:
     )
     trainer.flops_per_token = flops_per_token
     trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-    trainer.log_metrics("train", result.metrics)
-    trainer.save_metrics("train", result.metrics)
-
-    # Save
-    trainer.save_state()
-    save_trained_model(trainer, training_args.output_dir, merge_adapters=model_args.peft_save == "merged")
-    if training_args.push_to_hub:
-        trainer.push_to_hub()
+    train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import glob
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -436,6 +436,26 @@ def count_tokens(dataset) -> int:
     return int(total)
 
 
+def load_train_eval(
+    load: Callable[[str], object],
+    dataset_split: str = "train",
+    validation_split: str | None = None,
+    validation_fraction: float = 0.0,
+    seed: int = 42,
+):
+    """(train, eval or None): `load(split)` for training, and for evaluation either `load(validation_split)` or a
+    held-out `validation_fraction` of the training rows."""
+    if validation_split and validation_fraction:
+        raise DataError("set validation_split or validation_fraction, not both")
+    train = load(dataset_split)
+    if validation_split:
+        return train, load(validation_split)
+    if validation_fraction:
+        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
+        return parts["train"], parts["test"]
+    return train, None
+
+
 def build_pretraining_datasets(
     dataset_name: Sequence[str] | None,
     *,
@@ -459,8 +479,6 @@ def build_pretraining_datasets(
     """(train, eval or None) packed token-id datasets from the recipe's data options (names match DataArguments)."""
     if not dataset_name:
         raise DataError("dataset_name is required: a Hub dataset, a folder, or data files")
-    if validation_split and validation_fraction:
-        raise DataError("set validation_split or validation_fraction, not both")
     common = dict(
         config_name=dataset_config,
         ratios=dataset_ratios,
@@ -475,13 +493,13 @@ def build_pretraining_datasets(
         max_units=max_units,
         context_length=context_length,
     )
-    train = load_unit_datasets(dataset_name, split=dataset_split, **common)
-    evaluation = None
-    if validation_split:
-        evaluation = load_unit_datasets(dataset_name, split=validation_split, **common)
-    elif validation_fraction:
-        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
-        train, evaluation = parts["train"], parts["test"]
+    train, evaluation = load_train_eval(
+        lambda split: load_unit_datasets(dataset_name, split=split, **common),
+        dataset_split,
+        validation_split,
+        validation_fraction,
+        seed,
+    )
     if len(train) == 0:
         raise DataError(
             f"{list(dataset_name)}: no training rows left after filtering (min_units={min_units}, max_units={max_units})"

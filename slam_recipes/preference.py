@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from slam_recipes.data import check_units_column, load_source, read_units
+from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, unit_token
 
@@ -142,8 +142,6 @@ def build_preference_datasets(
     """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments)."""
     if not dataset_name:
         raise DataError("dataset_name is required: a Hub dataset, a folder, or data files of preference pairs")
-    if validation_split and validation_fraction:
-        raise DataError("set validation_split or validation_fraction, not both")
     common = dict(
         num_units=num_units,
         config_name=dataset_config,
@@ -153,13 +151,13 @@ def build_preference_datasets(
         auto_bleu_threshold=auto_bleu_threshold,
         num_proc=preprocessing_num_workers,
     )
-    train = load_preference_dataset(dataset_name, split=dataset_split, **common)
-    evaluation = None
-    if validation_split:
-        evaluation = load_preference_dataset(dataset_name, split=validation_split, **common)
-    elif validation_fraction:
-        parts = train.train_test_split(test_size=validation_fraction, seed=seed)
-        train, evaluation = parts["train"], parts["test"]
+    train, evaluation = load_train_eval(
+        lambda split: load_preference_dataset(dataset_name, split=split, **common),
+        dataset_split,
+        validation_split,
+        validation_fraction,
+        seed,
+    )
     if len(train) == 0:
         raise DataError(f"{list(dataset_name)}: no preference pairs left after the auto-BLEU filter")
     return train, evaluation

@@ -91,6 +91,26 @@ class UnitDPOTrainer(SlamTrainerMixin, DPOTrainer):
     """TRL's `DPOTrainer` with the same throughput logging and time budget as pretraining."""
 
 
+def train_and_save(trainer, merge_adapters: bool = True) -> None:
+    """The end of every recipe: train (resuming if asked), record metrics and state, save, push if asked."""
+    args = trainer.args
+    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    trainer.log_metrics("train", result.metrics)
+    trainer.save_metrics("train", result.metrics)
+    trainer.save_state()
+    save_trained_model(trainer, args.output_dir, merge_adapters=merge_adapters)
+    if args.push_to_hub:
+        trainer.push_to_hub()
+
+
+def setup_logging(args) -> None:
+    """Timestamped logs at the process's transformers level; this package's own messages at INFO on the main one."""
+    import logging
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
+    logging.getLogger("slam_recipes").setLevel(logging.INFO if args.should_log else logging.WARNING)
+
+
 def save_trained_model(trainer, output_dir: str, merge_adapters: bool = True) -> None:
     """Save the final model and tokenizer. A PEFT model is saved merged (a plain transformers model) or as adapters."""
     from peft import PeftModel
