@@ -108,8 +108,8 @@ class ModelArguments:
 
 
 @dataclass
-class DataArguments:
-    """Unit datasets: where they are, how rows become token ids, how they are mixed, split and packed."""
+class SourceArguments:
+    """Where the data is and how it splits: the fields pretraining and DPO data share."""
 
     dataset_name: list[str] | None = field(
         default=None,
@@ -124,8 +124,20 @@ class DataArguments:
         default=None, metadata={"help": "Split of the same sources used for evaluation (e.g. validation)."}
     )
     validation_fraction: float = field(
-        default=0.0, metadata={"help": "Hold out this fraction of the training documents for evaluation instead."}
+        default=0.0, metadata={"help": "Hold out this fraction of the training rows for evaluation instead."}
     )
+    dedup: bool = field(default=False, metadata={"help": "Collapse consecutive repeated units (for raw frame units)."})
+    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for data preparation."})
+
+    def __post_init__(self):
+        if not 0.0 <= self.validation_fraction < 1.0:
+            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+
+
+@dataclass
+class DataArguments(SourceArguments):
+    """Unit datasets: how rows become token ids, how they are mixed and packed."""
+
     dataset_ratios: list[float] | None = field(
         default=None,
         metadata={"help": "Sampling ratio per source (interleaved); default: concatenate all sources."},
@@ -140,7 +152,6 @@ class DataArguments:
         default=None,
         metadata={"help": "Column with the units; default: 'units' (int lists) or 'audio_repr' (strings)."},
     )
-    dedup: bool = field(default=False, metadata={"help": "Collapse consecutive repeated units (for raw frame units)."})
     add_bos_eos: bool = field(default=True, metadata={"help": "Frame each utterance as <S> units <S>."})
     min_units: int = field(default=1, metadata={"help": "Drop utterances with fewer units (after dedup)."})
     max_units: int | None = field(default=None, metadata={"help": "Drop utterances with more units (after dedup)."})
@@ -154,13 +165,11 @@ class DataArguments:
             "fixed blocks, or padded batches."
         },
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for data preparation."})
 
     def __post_init__(self):
+        super().__post_init__()
         if self.packing not in PACKING_MODES:
             raise ConfigError(f"packing must be one of {PACKING_MODES}, got {self.packing!r}")
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
         if self.mixture_stopping_strategy not in ("first_exhausted", "all_exhausted"):
             raise ConfigError(
                 f"mixture_stopping_strategy must be first_exhausted or all_exhausted, got {self.mixture_stopping_strategy!r}"
@@ -170,18 +179,9 @@ class DataArguments:
 
 
 @dataclass
-class PreferenceDataArguments:
+class PreferenceDataArguments(SourceArguments):
     """Spoken preference pairs (`prompt`, `chosen`, `rejected` as units) and the paper's repetition filter."""
 
-    dataset_name: list[str] | None = field(
-        default=None,
-        metadata={"help": "Sources of preference pairs: Hub names, save_to_disk folders, data folders or files."},
-    )
-    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
-    dataset_split: str = field(default="train", metadata={"help": "Split used for training."})
-    validation_split: str | None = field(default=None, metadata={"help": "Split of the same sources for evaluation."})
-    validation_fraction: float = field(default=0.0, metadata={"help": "Hold out this fraction of pairs instead."})
-    dedup: bool = field(default=False, metadata={"help": "Collapse consecutive repeated units."})
     auto_bleu_filter: bool = field(
         default=True,
         metadata={"help": "Drop pairs whose prompt_text + chosen_text is repetitive (needs the text columns)."},
@@ -190,11 +190,9 @@ class PreferenceDataArguments:
     auto_bleu_threshold: float = field(
         default=0.3, metadata={"help": "Drop a pair at auto-BLEU >= this (paper: 0.3)."}
     )
-    preprocessing_num_workers: int | None = field(default=None, metadata={"help": "Processes for data preparation."})
 
     def __post_init__(self):
-        if not 0.0 <= self.validation_fraction < 1.0:
-            raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        super().__post_init__()
         if self.auto_bleu_n < 1:
             raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
 

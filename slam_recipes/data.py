@@ -103,9 +103,7 @@ def check_units_column(dataset, column: str, label: str) -> None:
         feature = feature["units"]
     inner = getattr(feature, "feature", None)
     dtype = getattr(inner, "dtype", None) if inner is not None else getattr(feature, "dtype", None)
-    if (
-        inner is not None and dtype is not None and ("int" in dtype or dtype == "null")
-    ):  # null: all empty, caught per row
+    if inner is not None and dtype is not None and ("int" in dtype or dtype == "null"):  # null: all rows empty
         return
     if inner is None and dtype in ("string", "large_string"):
         return

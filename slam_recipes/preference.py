@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
-from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, unit_token
+from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 TEXT_COLUMNS = ("prompt_text", "chosen_text", "rejected_text")
@@ -41,8 +41,7 @@ def auto_bleu(text: str, n: int = 2) -> float:
 
 
 def _unit_strings(values: np.ndarray, offsets: np.ndarray, prefix: str, suffix: str) -> list[str]:
-    tokens = np.array([unit_token(k) for k in range(int(values.max()) + 1 if values.size else 0)], dtype=object)
-    return [prefix + "".join(tokens[values[a:b]]) + suffix for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+    return [prefix + units_to_string(values[a:b]) + suffix for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
 
 
 def _preference_map(batch: pa.Table, indices: list[int], label: str, num_units: int, dedup: bool) -> pa.Table:

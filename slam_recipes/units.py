@@ -5,8 +5,11 @@ The layout matches slamkit and the released slprl/slam checkpoints, so their tok
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
+
+import numpy as np
 
 from slam_recipes.errors import DataError
 
@@ -69,5 +72,16 @@ def parse_unit_string(text: str, where: str = "") -> list[int]:
     return [int(m) for m in _UNIT_RE.findall(text)]
 
 
+@functools.lru_cache(maxsize=8)
+def _unit_token_table(size: int) -> np.ndarray:
+    return np.array([unit_token(k) for k in range(size)], dtype=object)
+
+
 def units_to_string(units: Sequence[int]) -> str:
-    return "".join(unit_token(int(u)) for u in units)
+    """`[3, 49]` → `"<Un3><Un49>"` (a lookup table, so converting millions of units stays fast)."""
+    units = np.asarray(units, dtype=np.int64)
+    if units.size == 0:
+        return ""
+    if units.min() < 0:
+        raise ValueError(f"unit ids must be non-negative, got {int(units.min())}")
+    return "".join(_unit_token_table(max(512, int(units.max()) + 1))[units])
