@@ -5,7 +5,7 @@ CONFIG ?= recipes/demo/pretrain.yaml
 ACCELERATE_CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint format pretrain dpo bench clean
+.PHONY: install test lint format pretrain dpo eval bench clean
 
 install: .installed
 
@@ -35,6 +35,11 @@ pretrain: install
 DPO_CONFIG ?= recipes/demo/dpo.yaml
 dpo: install
 	$(PYTHON) -m accelerate.commands.launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) recipes/dpo.py --config $(DPO_CONFIG) $(ARGS)
+
+# Stage 3: the pairwise likelihood metrics (default: the demo benchmarks, on the output of `make pretrain`).
+EVAL_CONFIG ?= recipes/demo/eval.yaml
+eval: install
+	$(PYTHON) recipes/evaluate.py --config $(EVAL_CONFIG) $(ARGS)
 
 bench: install
 	$(PYTHON) recipes/benchmark.py

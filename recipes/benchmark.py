@@ -1,4 +1,5 @@
-"""Benchmark the recipes on this machine: unit-dataset preparation, demo pretraining and demo DPO throughput.
+"""Benchmark the recipes on this machine: unit-dataset preparation, demo pretraining and DPO throughput, and the
+speed of the pairwise likelihood evaluation.
 
 Usage:
     make bench
@@ -108,6 +109,25 @@ def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
     return rows
 
 
+def bench_evaluation(model_dir: str) -> list[dict]:
+    """Pairs/s of the likelihood metrics on the demo benchmarks: batched by length (the recipe's way) against one
+    sample per forward pass."""
+    from slam_recipes.evaluation import evaluate_benchmark, load_benchmarks
+    from slam_recipes.model import load_speech_lm
+
+    model = load_speech_lm(model_dir, 500)
+    demo = os.path.join(REPO, "data", "demo", "eval")
+    benchmarks = load_benchmarks([f"{name}={demo}/{name}.jsonl" for name in ("swuggy", "sblimp", "tsc")], 500)
+    rows = []
+    for name, benchmark in benchmarks.items():
+        row = {"benchmark": name, "pairs": len(benchmark)}
+        for label, budget in (("batched", 16384), ("one_sample_per_forward", 1)):
+            result = evaluate_benchmark(model, benchmark, max_tokens_per_batch=budget)
+            row[f"{label}_pairs_per_s"] = result["pairs_per_second"]
+        rows.append(row)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_utterances", type=int, default=20000)
@@ -126,6 +146,7 @@ def main() -> None:
     preparation = bench_preparation(args.num_utterances, args.context_length)
     training = bench_training(args.train_steps, args.output_dir)
     dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
+    evaluation = bench_evaluation(os.path.join(args.output_dir, "demo-train"))
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
     print(f"## slam-recipes benchmark ({machine})\n")
@@ -141,7 +162,22 @@ def main() -> None:
     for row in dpo:
         name = "precomputed reference log-probs" if row["precompute_ref_log_probs"] else "reference model in the loop"
         print(f"| {name} | {row['steps']} | {row['train_pairs_per_s']} | {row['script_seconds']} |")
-    result = {"machine": machine, "preparation": preparation, "training": training, "dpo": dpo}
+    print(
+        "\n| likelihood evaluation (data/demo/eval) | pairs | pairs/s, batched by length | pairs/s, one sample per forward |"
+    )
+    print("|---|---:|---:|---:|")
+    for row in evaluation:
+        print(
+            f"| {row['benchmark']} | {row['pairs']} | {row['batched_pairs_per_s']} | "
+            f"{row['one_sample_per_forward_pairs_per_s']} |"
+        )
+    result = {
+        "machine": machine,
+        "preparation": preparation,
+        "training": training,
+        "dpo": dpo,
+        "evaluation": evaluation,
+    }
     with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
 

@@ -20,6 +20,7 @@ def main() -> None:
 
     from slam_recipes import ModelArguments, build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
     from slam_recipes.configs import PreferenceDataArguments, SlamDPOConfig, parse_recipe_args
+    from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.model import build_lora_config, check_unit_lm, make_reference_model
     from slam_recipes.preference import build_preference_datasets
     from slam_recipes.trainer import UnitDPOTrainer, setup_logging, train_and_save
@@ -33,6 +34,7 @@ def main() -> None:
         train_dataset, eval_dataset = build_preference_datasets(
             **dataclasses.asdict(data_args), num_units=model_args.num_units, seed=training_args.seed
         )
+        benchmarks = load_benchmarks(training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs)
 
     # Model: the pretrained speech LM, and a frozen copy of it as the reference (none with PEFT: the reference is
     # the base with adapters disabled; none with precomputed reference log-probs: they come from the policy at start)
@@ -57,6 +59,7 @@ def main() -> None:
         callbacks=build_callbacks(training_args.callbacks, training_args),
         peft_config=peft_config,
     )
+    trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

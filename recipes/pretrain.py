@@ -35,6 +35,7 @@ def main() -> None:
         load_or_build_tokenizer,
         parse_recipe_args,
     )
+    from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.model import build_lora_config, model_flops_per_token
     from slam_recipes.trainer import peak_flops_per_device, setup_logging, train_and_save
 
@@ -47,6 +48,7 @@ def main() -> None:
         train_dataset, eval_dataset = build_pretraining_datasets(
             **dataclasses.asdict(data_args), num_units=model_args.num_units, seed=training_args.seed
         )
+        benchmarks = load_benchmarks(training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs)
 
     # Model
     model = build_unit_lm(model_args.model_name_or_path, **model_args.build_kwargs())
@@ -73,6 +75,7 @@ def main() -> None:
     )
     trainer.flops_per_token = flops_per_token
     trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
+    trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

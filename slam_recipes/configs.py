@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import sys
+import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -224,7 +225,46 @@ class TimeBudgetArguments:
 
 
 @dataclass
-class PretrainConfig(TimeBudgetArguments, TrainingArguments):
+class BenchmarkArguments:
+    """Pairwise likelihood benchmarks (sWUGGY, sBLIMP, sSC, tSC, SALMon as pair datasets of units): scored by the
+    evaluation recipe, and at every evaluation step of pretraining and DPO when given there."""
+
+    benchmarks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Pair datasets as name=path (a save_to_disk folder, jsonl/parquet files or a Hub dataset with "
+            "`positive` and `negative` units); a bare path is named after its folder or file."
+        },
+    )
+    mean_nll: bool = field(
+        default=True,
+        metadata={"help": "Score a sample by its mean token log-likelihood (slamkit's default); false: the sum."},
+    )
+    max_pairs: int | None = field(
+        default=None, metadata={"help": "Score only the first N pairs of each benchmark (quick checks)."}
+    )
+    benchmark_tokens_per_batch: int = field(
+        default=16384,
+        metadata={"help": "Padded tokens per scoring batch (samples are batched by length)."},
+    )
+
+    def check_benchmarks(self) -> None:
+        from slam_recipes.evaluation import parse_benchmark_specs
+
+        parse_benchmark_specs(self.benchmarks)
+        if self.max_pairs is not None and self.max_pairs < 1:
+            raise ConfigError(f"max_pairs must be at least 1, got {self.max_pairs}")
+        if self.benchmark_tokens_per_batch < 1:
+            raise ConfigError(f"benchmark_tokens_per_batch must be positive, got {self.benchmark_tokens_per_batch}")
+        strategy = getattr(self, "eval_strategy", None)  # training recipes: scored at each evaluation
+        if self.benchmarks and getattr(strategy, "value", strategy) == "no":
+            warnings.warn(
+                "benchmarks are scored at evaluation steps, but eval_strategy is 'no': they will not run", stacklevel=2
+            )
+
+
+@dataclass
+class PretrainConfig(TimeBudgetArguments, BenchmarkArguments, TrainingArguments):
     """`TrainingArguments` plus the time budget, with defaults suited to unit-LM pretraining."""
 
     remove_unused_columns: bool = field(
@@ -234,15 +274,90 @@ class PretrainConfig(TimeBudgetArguments, TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         self.check_time_budget()
+        self.check_benchmarks()
 
 
 @dataclass
-class SlamDPOConfig(TimeBudgetArguments, DPOConfig):
-    """TRL's `DPOConfig` plus the time budget."""
+class SlamDPOConfig(TimeBudgetArguments, BenchmarkArguments, DPOConfig):
+    """TRL's `DPOConfig` plus the time budget and the benchmarks scored at each evaluation."""
 
     def __post_init__(self):
         super().__post_init__()
         self.check_time_budget()
+        self.check_benchmarks()
+
+
+@dataclass
+class EvalArguments(BenchmarkArguments):
+    """The evaluation recipe: which speech LM, on which device and dtype, and where the results go."""
+
+    model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The speech LM to evaluate: a trained output folder or a Hub id."}
+    )
+    model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
+    num_units: int = field(default=500, metadata={"help": "Units of the model's vocabulary (checked at load)."})
+    dtype: str = field(
+        default="auto", metadata={"help": "auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16 or float32."}
+    )
+    attn_implementation: str | None = field(default="sdpa", metadata={"help": "Attention kernel (sdpa, eager, ...)."})
+    device: str | None = field(default=None, metadata={"help": "cuda, cpu, ...; default: cuda when available."})
+    output_dir: str | None = field(
+        default=None,
+        metadata={
+            "help": "Where likelihood_eval.json/.md go; default: the model folder, or outputs/eval/<name> for a "
+            "Hub id."
+        },
+    )
+
+    def __post_init__(self):
+        if not self.model_name_or_path:
+            raise ConfigError("model_name_or_path is required (a trained output folder or a Hub id)")
+        if not self.benchmarks:
+            raise ConfigError("benchmarks is empty: give at least one name=path pair dataset")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+        self.check_benchmarks()
+
+
+@dataclass
+class ConvertArguments:
+    """Benchmark conversion: a published layout + the units of its audio files → a pair dataset."""
+
+    layout: str | None = field(
+        default=None, metadata={"help": "zr2021 (sWUGGY/sBLIMP), storycloze (sSC/tSC) or salmon."}
+    )
+    input_dir: str | None = field(
+        default=None, metadata={"help": "The benchmark folder (e.g. lexical/dev, sSC, salmon)."}
+    )
+    units: str | None = field(
+        default=None,
+        metadata={
+            "help": "Units of the folder's audio files: a dataset with a file-name column (file, file_name, path) "
+            "and units (`units` or `audio_repr`)."
+        },
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Where the pair dataset is saved (save_to_disk)."})
+    num_units: int = field(default=500, metadata={"help": "Size of the unit vocabulary (ids are checked)."})
+    units_column: str | None = field(default=None, metadata={"help": "Units column of the units dataset."})
+    file_column: str | None = field(default=None, metadata={"help": "File-name column of the units dataset."})
+    dedup: bool = field(default=False, metadata={"help": "Collapse repeated units (raw frame units)."})
+    positive_suffix: str = field(default="correct", metadata={"help": "storycloze: <idx>_<this> is the positive."})
+    negative_suffix: str = field(default="incorrect", metadata={"help": "storycloze: <idx>_<this> is the negative."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
+
+    def __post_init__(self):
+        from slam_recipes.benchmarks import LAYOUTS
+
+        for name in ("layout", "input_dir", "units", "output_dir"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required")
+        if self.layout not in LAYOUTS:
+            raise ConfigError(f"layout must be one of {sorted(LAYOUTS)}, got {self.layout!r}")
+
+    def layout_options(self) -> dict:
+        if self.layout == "storycloze":
+            return {"positive_suffix": self.positive_suffix, "negative_suffix": self.negative_suffix}
+        return {}
 
 
 def recipe_fields(dataclass_types) -> set[str]:

@@ -11,7 +11,10 @@ must learn, so a falling loss means something:
 
 The stories go to `data/demo/pretrain/`. SpokenSwag-style preference pairs for the demo DPO recipe go to
 `data/demo/dpo/`: a first sentence, its continuation on the same topic (chosen) and a continuation on another
-topic (rejected).
+topic (rejected). Pair datasets for the evaluation recipe go to `data/demo/eval/`: `swuggy.jsonl` (a word against a
+non-word made of the same number of phones, by voice, with the word's frequency in the training stories),
+`sblimp.jsonl` (a sentence against the same words in a broken order, by type and voice) and `tsc.jsonl` (a first
+sentence continued on its topic against the same sentence continued on another topic).
 
 Regenerate the shipped files with `python -m slam_recipes.demo_data --output_dir data/demo`.
 """
@@ -133,6 +136,79 @@ def generate_preference_pairs(num_pairs: int, seed: int, grammar_seed: int = 0) 
     return rows
 
 
+def generate_eval_pairs(seed: int, grammar_seed: int = 0, train_texts: list[str] | None = None) -> dict[str, list]:
+    """The demo's three pair benchmarks (rows in the evaluation recipe's pair format), from `seed`."""
+    grammar = build_grammar(grammar_seed)
+    rng = np.random.default_rng(seed)
+    counts: dict[str, int] = {}
+    for text in train_texts or []:
+        for word in text.replace(".", "").split():
+            counts[word] = counts.get(word, 0) + 1
+    lexicon = grammar["lexicon"]
+    known = {tuple(phones) for phones in lexicon.values()}
+    voices = range(4)
+
+    swuggy = []
+    for word in sorted(lexicon):
+        phones = list(lexicon[word])
+        while tuple(phones) in known:  # a non-word: about half the phones replaced, same length
+            phones = [int(rng.integers(0, NUM_PHONES)) if rng.random() < 0.5 else p for p in lexicon[word]]
+        grammar["lexicon"]["*" + word] = phones
+        for voice in voices:
+            swuggy.append(
+                {
+                    "positive": speak(rng, [word], grammar, voice),
+                    "negative": speak(rng, ["*" + word], grammar, voice),
+                    "id": word,
+                    "voice": f"spk{voice}",
+                    "frequency": counts.get(word, 0),
+                    "positive_text": word,
+                    "negative_text": "*" + word,
+                }
+            )
+
+    sblimp = []
+    for item in range(75):
+        topic = str(rng.choice(TOPICS))
+        words = sentence(rng, grammar, topic)
+        verb = next(i for i, w in enumerate(words) if w in grammar["verb"][topic])
+        broken = {
+            "verb_order": words[:verb] + words[verb + 1 :] + [words[verb]],  # the verb moved to the end
+            "determiner_order": [words[1], words[0]] + words[2:],  # the first determiner after its next word
+        }
+        for kind, bad in broken.items():
+            for voice in rng.choice(list(voices), size=2, replace=False):
+                sblimp.append(
+                    {
+                        "positive": speak(rng, words, grammar, int(voice)),
+                        "negative": speak(rng, bad, grammar, int(voice)),
+                        "id": f"{kind}_{item}",
+                        "voice": f"spk{voice}",
+                        "type": kind,
+                        "positive_text": " ".join(words),
+                        "negative_text": " ".join(bad),
+                    }
+                )
+
+    tsc = []
+    for item in range(200):
+        topic = str(rng.choice(TOPICS))
+        other = str(rng.choice([t for t in TOPICS if t != topic]))
+        voice = int(rng.integers(0, NUM_SPEAKERS))
+        prompt = sentence(rng, grammar, topic)
+        endings = {t: sentence(rng, grammar, t) for t in (topic, other)}
+        tsc.append(
+            {
+                "positive": speak(rng, prompt + endings[topic], grammar, voice),
+                "negative": speak(rng, prompt + endings[other], grammar, voice),
+                "id": str(item),
+                "positive_text": " ".join(prompt) + ". " + " ".join(endings[topic]) + ".",
+                "negative_text": " ".join(prompt) + ". " + " ".join(endings[other]) + ".",
+            }
+        )
+    return {"swuggy": swuggy, "sblimp": sblimp, "tsc": tsc}
+
+
 def _write_jsonl(path: str, rows: list[dict]) -> None:
     with open(path, "w") as f:
         for row in rows:
@@ -147,16 +223,22 @@ def write_demo_corpus(
     num_pairs: int = 400,
     num_validation_pairs: int = 40,
 ) -> None:
-    """Write `pretrain/{train,validation}.jsonl` (stories) and `dpo/{train,validation}.jsonl` (pairs); splits hold
-    different stories from the same grammar and speakers."""
-    for folder in ("pretrain", "dpo"):
+    """Write `pretrain/{train,validation}.jsonl` (stories), `dpo/{train,validation}.jsonl` (pairs) and
+    `eval/{swuggy,sblimp,tsc}.jsonl` (benchmarks); splits hold different stories from the same grammar and
+    speakers."""
+    for folder in ("pretrain", "dpo", "eval"):
         os.makedirs(os.path.join(output_dir, folder), exist_ok=True)
+    train_texts = []
     for split, n, split_seed in (("train", num_train, seed + 1), ("validation", num_validation, seed + 2)):
         rows = generate_stories(n, split_seed, grammar_seed=seed)
         _write_jsonl(os.path.join(output_dir, "pretrain", f"{split}.jsonl"), rows)
+        if split == "train":
+            train_texts = [row["text"] for row in rows]
     for split, n, split_seed in (("train", num_pairs, seed + 3), ("validation", num_validation_pairs, seed + 4)):
         rows = generate_preference_pairs(n, split_seed, grammar_seed=seed)
         _write_jsonl(os.path.join(output_dir, "dpo", f"{split}.jsonl"), rows)
+    for name, rows in generate_eval_pairs(seed + 5, grammar_seed=seed, train_texts=train_texts).items():
+        _write_jsonl(os.path.join(output_dir, "eval", f"{name}.jsonl"), rows)
 
 
 def main() -> None:

@@ -124,11 +124,16 @@ def model_flops_per_token(model, context_length: int) -> float:
     return flops_per_token(count_parameters(model), config.num_hidden_layers, config.hidden_size, context_length)
 
 
-def check_unit_lm(model_name_or_path: str, num_units: int) -> None:
-    """A stage that starts from a trained speech LM (DPO) refuses a checkpoint whose vocabulary is not the units'."""
+def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None = None) -> None:
+    """A stage that starts from a trained speech LM (DPO, evaluation) refuses a checkpoint whose vocabulary is not
+    the units'."""
     from transformers import AutoConfig
 
-    config = AutoConfig.from_pretrained(model_name_or_path).get_text_config()
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path, revision=revision).get_text_config()
+    except OSError as err:  # no such folder, no such Hub repo, or offline without a cached copy
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line}") from err
     if config.vocab_size != vocab_size(num_units):
         raise ConfigError(
             f"tokenizer/model vocabulary mismatch: {model_name_or_path} has vocab_size {config.vocab_size}, the unit "
@@ -176,3 +181,30 @@ def make_reference_model(model):
     reference = copy.deepcopy(model).eval()
     reference.requires_grad_(False)
     return reference
+
+
+def load_speech_lm(
+    model_name_or_path: str,
+    num_units: int,
+    *,
+    revision: str | None = None,
+    dtype: str = "auto",
+    attn_implementation: str | None = None,
+    device: str | None = None,
+):
+    """A trained speech LM for scoring: checked to have the unit vocabulary, in eval mode, on `device` (default: CUDA
+    when available). `dtype="auto"` is bfloat16 on a GPU and float32 on CPU."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    check_unit_lm(model_name_or_path, num_units, revision)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype == "auto":
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    if revision:
+        kwargs["revision"] = revision
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
+    return model.to(device).eval()

@@ -1,6 +1,6 @@
 """Trainer additions shared by every recipe: throughput logging (tokens/s, MFU) and the budget-fitted LR schedule.
 
-Only public Trainer methods are overridden (`log`, `create_scheduler`).
+Only public Trainer methods are overridden (`log`, `create_scheduler`, `evaluate`).
 """
 
 from __future__ import annotations
@@ -48,10 +48,12 @@ def peak_flops_per_device(override_tflops: float | None = None) -> float | None:
 class SlamTrainerMixin:
     """Mix into a `Trainer` (or TRL trainer): logs `tokens_per_second` and `mfu` with every training log, and, with a
     time budget and no `max_steps`, uses a `BudgetSchedule` whose horizon the TimeBudgetCallback fits to the budget.
-    Set `flops_per_token` (see `slam_recipes.model.model_flops_per_token`) to get MFU."""
+    Set `flops_per_token` (see `slam_recipes.model.model_flops_per_token`) to get MFU, and `benchmarks` (see
+    `slam_recipes.evaluation.load_benchmarks`) to score pairwise likelihood benchmarks at every evaluation."""
 
     flops_per_token: float | None = None
     peak_flops: float | None = None
+    benchmarks: dict | None = None  # name → PairBenchmark
     _throughput_mark: tuple[float, int] | None = None  # (time, tokens seen) at the previous training log
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
@@ -66,6 +68,32 @@ class SlamTrainerMixin:
                     logs["mfu"] = round(tokens_per_second * self.flops_per_token / (self.peak_flops * world), 4)
             self._throughput_mark = (now, tokens)
         super().log(logs, start_time)
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        """The usual evaluation, then each benchmark's score (×100) as `<prefix>_<name>`, logged and returned (so
+        `metric_for_best_model` can name one)."""
+        metrics = super().evaluate(
+            eval_dataset=eval_dataset, ignore_keys=ignore_keys, metric_key_prefix=metric_key_prefix
+        )
+        if not self.benchmarks:
+            return metrics
+        from slam_recipes.evaluation import evaluate_benchmark
+
+        model = self.accelerator.unwrap_model(self.model)
+        scores = {}
+        with self.accelerator.autocast():
+            for name, benchmark in self.benchmarks.items():
+                result = evaluate_benchmark(
+                    model,
+                    benchmark,
+                    mean_nll=self.args.mean_nll,
+                    max_tokens_per_batch=self.args.benchmark_tokens_per_batch,
+                    accelerator=self.accelerator,
+                )
+                scores[f"{metric_key_prefix}_{name}"] = round(result["score"], 2)
+        self.log(scores)
+        metrics.update(scores)
+        return metrics
 
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         has_budget = any(isinstance(cb, TimeBudgetCallback) for cb in self.callback_handler.callbacks)

@@ -95,6 +95,21 @@ def tiny_text_lm_dir(tmp_path_factory):
     return str(directory)
 
 
+@pytest.fixture(scope="session")
+def tiny_unit_lm_dir(tmp_path_factory):
+    """A tiny random-init speech LM saved with its unit tokenizer, as the pretraining recipe leaves it."""
+    import torch
+
+    from slam_recipes.model import build_unit_lm
+    from slam_recipes.units import build_unit_tokenizer
+
+    folder = tmp_path_factory.mktemp("tiny-unit-lm")
+    torch.manual_seed(0)
+    build_unit_lm(write_config(folder, TINY_CONFIGS["qwen2"]), twist_init=False).save_pretrained(folder)
+    build_unit_tokenizer(500).save_pretrained(folder)
+    return str(folder)
+
+
 def write_jsonl(path, rows) -> str:
     with open(path, "w") as f:
         for row in rows:

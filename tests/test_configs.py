@@ -6,6 +6,7 @@ from conftest import REPO
 
 from slam_recipes.configs import (
     DataArguments,
+    EvalArguments,
     ModelArguments,
     PreferenceDataArguments,
     PretrainConfig,
@@ -18,6 +19,7 @@ PRETRAIN = (ModelArguments, DataArguments, PretrainConfig)
 DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
 PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
 DPO_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "dpo.yaml")))
+EVAL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "eval.yaml")))
 
 
 def parse(*argv):
@@ -31,7 +33,8 @@ def parse_dpo(*argv):
 
 def test_every_recipe_yaml_is_checked():
     every = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
-    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES)
+    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES)
+    assert {os.path.basename(os.path.dirname(p)) for p in EVAL_RECIPES} == {"slam", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in DPO_RECIPES} == {"slam", "slam_scaled", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
         "slam",
@@ -55,6 +58,28 @@ def test_dpo_recipe_parses(path):
     model_args, data_args, training_args = parse_dpo("--config", path)
     assert model_args.model_name_or_path.startswith("outputs/") and data_args.dataset_name
     assert training_args.time_budget_seconds > 0
+
+
+@pytest.mark.parametrize("path", EVAL_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_eval_recipe_parses(path):
+    from slam_recipes.evaluation import parse_benchmark_specs
+
+    (args,) = parse_recipe_args((EvalArguments,), ["--config", path])
+    assert args.model_name_or_path and args.mean_nll is True
+    benchmarks = parse_benchmark_specs(args.benchmarks)
+    if "demo" in path:  # the demo's benchmarks ship with the repository
+        assert all(os.path.isfile(os.path.join(REPO, p)) for p in benchmarks.values())
+    else:  # the paper's Table 2 metrics
+        assert {"sblimp", "ssc", "tsc"} <= set(benchmarks)
+
+
+def test_benchmark_options_in_training_recipes():
+    _, _, args = parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"))
+    assert len(args.benchmarks) == 3 and args.mean_nll is True
+    with pytest.raises(ConfigError, match="benchmarks: the name 'a' is given twice"):
+        parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--benchmarks", "a=x", "a=y")
+    with pytest.raises(ConfigError, match="max_pairs must be at least 1"):
+        parse_dpo("--config", os.path.join(REPO, "recipes/demo/dpo.yaml"), "--max_pairs", "0")
 
 
 def test_slam_dpo_recipe_is_paper_table5():

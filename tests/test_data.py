@@ -1,4 +1,7 @@
+import glob
 import json
+import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -255,6 +258,19 @@ def test_demo_corpus_is_shipped_and_structured():
     bigrams = {(a, b) for r in rows for a, b in zip(r["units"], r["units"][1:], strict=False)}
     assert len(bigrams) < 0.05 * len(units)
     assert (counts > 0).sum() > 400
+
+
+def test_demo_corpus_rebuild_reproduces_the_shipped_files(tmp_path):
+    from conftest import REPO
+
+    from slam_recipes.demo_data import write_demo_corpus
+
+    write_demo_corpus(str(tmp_path))
+    shipped = sorted(os.path.relpath(p, f"{REPO}/data/demo") for p in glob.glob(f"{REPO}/data/demo/*/*.jsonl"))
+    assert shipped == sorted(os.path.relpath(p, tmp_path) for p in glob.glob(f"{tmp_path}/*/*.jsonl"))
+    assert len(shipped) == 7  # pretrain and dpo train/validation, eval swuggy/sblimp/tsc
+    for name in shipped:
+        assert (tmp_path / name).read_bytes() == Path(REPO, "data", "demo", name).read_bytes(), name
 
 
 def test_check_packing_refuses_inexact_padding_free(tmp_path):

@@ -153,16 +153,6 @@ def test_dpo_trains_a_model_built_in_memory(tmp_path):
 
 
 # -- the recipe script -------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def tiny_pretrained(tmp_path_factory):
-    """A tiny speech LM folder, as the pretraining recipe writes it."""
-    folder = tmp_path_factory.mktemp("tiny-pretrained")
-    torch.manual_seed(0)
-    build_unit_lm(write_config(folder, TINY_CONFIGS["qwen2"]), twist_init=False).save_pretrained(folder)
-    build_unit_tokenizer(500).save_pretrained(folder)
-    return str(folder)
-
-
 def run_dpo(*args):
     return subprocess.run(
         [sys.executable, SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args],
@@ -175,11 +165,11 @@ def dpo_logs(output_dir):
         return [h for h in json.load(f)["log_history"] if "rewards/margins" in h]
 
 
-def test_dpo_recipe_moves_margin_and_loss(tmp_path, tiny_pretrained):
+def test_dpo_recipe_moves_margin_and_loss(tmp_path, tiny_unit_lm_dir):
     """40 pairs, several epochs: the policy must learn to prefer `chosen` (margin > 0, loss < log 2)."""
     out = tmp_path / "dpo"
     result = run_dpo(
-        "--model_name_or_path", tiny_pretrained, "--output_dir", str(out), "--dataset_split", "validation",
+        "--model_name_or_path", tiny_unit_lm_dir, "--output_dir", str(out), "--dataset_split", "validation",
         "--validation_split", "", "--eval_strategy", "no", "--max_steps", "30", "--learning_rate", "1e-3",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
@@ -193,10 +183,10 @@ def test_dpo_recipe_moves_margin_and_loss(tmp_path, tiny_pretrained):
 
 
 @pytest.mark.parametrize("peft_save", ["merged", "adapter"])
-def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_pretrained, peft_save):
+def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_unit_lm_dir, peft_save):
     out = tmp_path / "peft"
     result = run_dpo(
-        "--model_name_or_path", tiny_pretrained, "--output_dir", str(out), "--dataset_split", "validation",
+        "--model_name_or_path", tiny_unit_lm_dir, "--output_dir", str(out), "--dataset_split", "validation",
         "--validation_split", "", "--eval_strategy", "no", "--max_steps", "3", "--use_peft", "true",
         "--lora_r", "4", "--peft_save", peft_save, "--logging_steps", "1",
     )  # fmt: skip
@@ -209,12 +199,12 @@ def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_pretrained, peft_sav
         assert (out / "adapter_config.json").exists()
 
 
-def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_pretrained):
+def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
     from peft import PeftModel
 
     from slam_recipes.model import build_lora_config
 
-    model = build_unit_lm(tiny_pretrained)
+    model = build_unit_lm(tiny_unit_lm_dir)
     train, _ = build_preference_datasets(
         [os.path.join(REPO, "data/demo/dpo")], num_units=500, dataset_split="validation"
     )
@@ -229,7 +219,7 @@ def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_pretrained):
 
 
 @pytest.mark.parametrize("case", ["text_lm", "no_text"])
-def test_dpo_bad_input(tmp_path, tiny_pretrained, tiny_text_lm_dir, case):
+def test_dpo_bad_input(tmp_path, tiny_unit_lm_dir, tiny_text_lm_dir, case):
     out = tmp_path / "out"
     if case == "text_lm":
         args, message = ["--model_name_or_path", tiny_text_lm_dir], "has vocab_size 1000, the unit tokenizer has 502"
@@ -237,7 +227,7 @@ def test_dpo_bad_input(tmp_path, tiny_pretrained, tiny_text_lm_dir, case):
         bare = write_jsonl(
             tmp_path / "bare.jsonl", [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in PAIRS]
         )
-        args = ["--model_name_or_path", tiny_pretrained, "--dataset_name", bare, "--validation_split", ""]
+        args = ["--model_name_or_path", tiny_unit_lm_dir, "--dataset_name", bare, "--validation_split", ""]
         message = "auto_bleu_filter needs text column(s)"
     result = run_dpo("--output_dir", str(out), *args)
     assert result.returncode == 2

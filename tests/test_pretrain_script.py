@@ -54,6 +54,9 @@ def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
     evals = [h["eval_loss"] for h in history if "eval_loss" in h]
     assert losses[-1] < 0.6 * losses[0], losses  # the model learns the corpus' structure
     assert evals[-1] < evals[0], evals
+    scored = [h for h in history if "eval_swuggy" in h]  # the demo recipe's benchmarks, at each evaluation
+    assert [h["step"] for h in scored] == [30, 60]
+    assert all(0 <= h[f"eval_{name}"] <= 100 for h in scored for name in ("swuggy", "sblimp", "tsc"))
     logged = [h for h in history if "loss" in h]
     assert logged[-1]["num_input_tokens_seen"] > 0 and logged[-1]["tokens_per_second"] > 0
 
