@@ -197,10 +197,11 @@ def generate_eval_pairs(seed: int, grammar_seed: int = 0, train_texts: list[str]
         voice = int(rng.integers(0, NUM_SPEAKERS))
         prompt = sentence(rng, grammar, topic)
         endings = {t: sentence(rng, grammar, t) for t in (topic, other)}
+        spoken_prompt = speak(rng, prompt, grammar, voice)  # one recording of the shared story start, as with TTS
         tsc.append(
             {
-                "positive": speak(rng, prompt + endings[topic], grammar, voice),
-                "negative": speak(rng, prompt + endings[other], grammar, voice),
+                "positive": spoken_prompt + speak(rng, endings[topic], grammar, voice),
+                "negative": spoken_prompt + speak(rng, endings[other], grammar, voice),
                 "id": str(item),
                 "positive_text": " ".join(prompt) + ". " + " ".join(endings[topic]) + ".",
                 "negative_text": " ".join(prompt) + ". " + " ".join(endings[other]) + ".",
