@@ -128,6 +128,53 @@ def bench_evaluation(model_dir: str) -> list[dict]:
     return rows
 
 
+def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
+    """Audio → units speed on this machine: audio-seconds per second for the MFCC backend and a tiny random HuBERT
+    (base strides), and the nearest-centroid assignment against scikit-learn's `KMeans.predict` on the same
+    features (500 centroids of dimension 768, as mHuBERT layer 11 + k-means 500)."""
+    import numpy as np
+    import torch
+    from transformers import HubertConfig, HubertModel
+
+    from slam_recipes.features import HubertFeatures, MFCCFeatures
+    from slam_recipes.kmeans import NearestCentroid
+
+    rng = np.random.default_rng(0)
+    waveforms = [(rng.standard_normal(16000 * 10) * 0.1).astype(np.float32) for _ in range(int(seconds_of_audio / 10))]
+    result = {"audio_seconds": seconds_of_audio}
+    with tempfile.TemporaryDirectory() as folder:
+        torch.manual_seed(0)
+        config = HubertConfig(hidden_size=64, num_hidden_layers=4, num_attention_heads=4, intermediate_size=256,
+                              conv_dim=(64,) * 7, num_conv_pos_embeddings=32, num_conv_pos_embedding_groups=4)  # fmt: skip
+        HubertModel(config).save_pretrained(folder)
+        for name, extractor in (("mfcc", MFCCFeatures()), ("tiny_hubert", HubertFeatures(folder, layer=4))):
+            start = time.perf_counter()
+            extractor(waveforms)
+            result[f"{name}_audio_s_per_s"] = round(seconds_of_audio / (time.perf_counter() - start), 1)
+
+    from sklearn.cluster import KMeans
+
+    features = rng.standard_normal((100_000, 768)).astype(np.float32)
+    kmeans = KMeans(n_clusters=500, n_init=1, max_iter=1, random_state=0).fit(features[:5000])
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # the features' own device in the recipe
+    assigner = NearestCentroid(torch.from_numpy(kmeans.cluster_centers_.astype(np.float32)), device)
+    frames = torch.from_numpy(features).to(device)
+    assigner(frames[:1000])  # warm-up
+    if device == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    ours = assigner(frames).cpu().numpy()
+    result["torch_assign_seconds"] = round(time.perf_counter() - start, 3)
+    start = time.perf_counter()
+    theirs = kmeans.predict(features)
+    result["sklearn_predict_seconds"] = round(time.perf_counter() - start, 3)
+    result["assign_speedup"] = round(result["sklearn_predict_seconds"] / result["torch_assign_seconds"], 2)
+    result["assign_agreement"] = round(float((ours == theirs).mean()), 5)
+    result["frames"] = features.shape[0]
+    result["assign_device"] = device
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--num_utterances", type=int, default=20000)
@@ -147,6 +194,7 @@ def main() -> None:
     training = bench_training(args.train_steps, args.output_dir)
     dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
     evaluation = bench_evaluation(os.path.join(args.output_dir, "demo-train"))
+    tokenization = bench_tokenization()
     machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
 
     print(f"## slam-recipes benchmark ({machine})\n")
@@ -171,12 +219,23 @@ def main() -> None:
             f"| {row['benchmark']} | {row['pairs']} | {row['batched_pairs_per_s']} | "
             f"{row['one_sample_per_forward_pairs_per_s']} |"
         )
+    t = tokenization
+    print("\n| audio → units | value |")
+    print("|---|---:|")
+    print(f"| MFCC backend, audio-s/s | {t['mfcc_audio_s_per_s']} |")
+    print(f"| tiny random HuBERT (4 layers, width 64, base strides), audio-s/s | {t['tiny_hubert_audio_s_per_s']} |")
+    print(
+        f"| nearest centroid on {t['assign_device']}, {t['frames']:,} frames × 500 × 768: torch s / scikit-learn "
+        f"predict s | {t['torch_assign_seconds']} / {t['sklearn_predict_seconds']} (×{t['assign_speedup']}, same units "
+        f"for {100 * t['assign_agreement']:.2f} %) |"
+    )
     result = {
         "machine": machine,
         "preparation": preparation,
         "training": training,
         "dpo": dpo,
         "evaluation": evaluation,
+        "tokenization": tokenization,
     }
     with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)

@@ -405,3 +405,75 @@ def _check_yaml(path: str, known: set[str]) -> None:
     unknown = sorted(set(config) - known - {"env"})
     if unknown:
         raise ConfigError(f"{path}: unknown key(s) {unknown}")
+
+
+@dataclass
+class TokenizeArguments:
+    """Audio → units: which audio, which feature model and layer, which k-means, and how the output is written."""
+
+    dataset_name: str | None = field(
+        default=None,
+        metadata={"help": "A Hub audio dataset, a save_to_disk folder, or a folder / glob of audio files."},
+    )
+    dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
+    dataset_split: str = field(default="train", metadata={"help": "Split to tokenise."})
+    streaming: bool = field(default=False, metadata={"help": "Stream a Hub dataset instead of downloading it."})
+    audio_columns: list[str] | None = field(
+        default=None,
+        metadata={"help": "Audio columns to tokenise (default: every audio column, e.g. prompt/chosen/rejected)."},
+    )
+    output_dir: str | None = field(default=None, metadata={"help": "Where the units dataset is written."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "Write into an output_dir that holds a tokenisation with other settings."}
+    )
+    backend: str = field(default="hubert", metadata={"help": "hubert (any HuBERT-family model) or mfcc (offline)."})
+    feature_model: str | None = field(
+        default="slprl/mhubert-base-25hz", metadata={"help": "HuBERT-family checkpoint (Hub name or folder)."}
+    )
+    layer: int = field(default=11, metadata={"help": "Transformer layer whose output is clustered (1-based)."})
+    kmeans_path: str | None = field(
+        default=None,
+        metadata={"help": "Centroids: .safetensors / .npy, or a scikit-learn pickle (needs allow_pickle_kmeans)."},
+    )
+    allow_pickle_kmeans: bool = field(
+        default=False,
+        metadata={"help": "Allow loading a pickled k-means (runs code); it is converted once to .safetensors."},
+    )
+    dedup: bool = field(default=True, metadata={"help": "Collapse consecutive repeated units."})
+    keep_durations: bool = field(default=False, metadata={"help": "Also store the run length of each unit."})
+    shard_size: int = field(default=1000, metadata={"help": "Files per output shard (the unit of resumption)."})
+    max_batch_seconds: float = field(default=100.0, metadata={"help": "Audio seconds per feature batch."})
+    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 on GPU, float32 on CPU), or a dtype."})
+    device: str | None = field(default=None, metadata={"help": "Default: this process's accelerate device."})
+    # Fitting a k-means (recipes/fit_kmeans.py)
+    num_clusters: int = field(default=500, metadata={"help": "fit_kmeans: number of centroids (paper: 500)."})
+    sample_hours: float = field(default=10.0, metadata={"help": "fit_kmeans: hours of audio sampled for fitting."})
+    kmeans_steps: int = field(default=300, metadata={"help": "fit_kmeans: mini-batches of the fit."})
+    kmeans_batch_size: int = field(default=10000, metadata={"help": "fit_kmeans: frames per mini-batch."})
+    seed: int = field(default=0, metadata={"help": "Sampling and initialisation seed."})
+
+    def __post_init__(self):
+        for name in ("dataset_name", "kmeans_path"):
+            if not getattr(self, name):
+                raise ConfigError(f"{name} is required")
+        if self.backend not in ("hubert", "mfcc"):
+            raise ConfigError(f"backend must be hubert or mfcc, got {self.backend!r}")
+        if self.shard_size < 1 or self.max_batch_seconds <= 0:
+            raise ConfigError("shard_size and max_batch_seconds must be positive")
+        if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
+            raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+
+    def settings(self) -> dict:
+        """What decides the units: a rerun into the same output_dir must match these."""
+        return {
+            "dataset_name": self.dataset_name,
+            "dataset_split": self.dataset_split,
+            "backend": self.backend,
+            "feature_model": self.feature_model if self.backend == "hubert" else None,
+            "layer": self.layer if self.backend == "hubert" else None,
+            "kmeans_path": os.path.abspath(self.kmeans_path),
+            "audio_columns": self.audio_columns,
+            "dedup": self.dedup,
+            "keep_durations": self.keep_durations,
+            "shard_size": self.shard_size,
+        }

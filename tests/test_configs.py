@@ -20,6 +20,7 @@ DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
 PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
 DPO_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "dpo.yaml")))
 EVAL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "eval.yaml")))
+TOKENIZE_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "tokenize.yaml")))
 
 
 def parse(*argv):
@@ -33,7 +34,7 @@ def parse_dpo(*argv):
 
 def test_every_recipe_yaml_is_checked():
     every = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
-    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES)
+    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES + TOKENIZE_RECIPES)
     assert {os.path.basename(os.path.dirname(p)) for p in EVAL_RECIPES} == {"slam", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in DPO_RECIPES} == {"slam", "slam_scaled", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
@@ -71,6 +72,20 @@ def test_eval_recipe_parses(path):
         assert all(os.path.isfile(os.path.join(REPO, p)) for p in benchmarks.values())
     else:  # the paper's Table 2 metrics
         assert {"sblimp", "ssc", "tsc"} <= set(benchmarks)
+
+
+@pytest.mark.parametrize("path", TOKENIZE_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_tokenize_recipe_parses(path):
+    from slam_recipes.configs import TokenizeArguments
+
+    (args,) = parse_recipe_args((TokenizeArguments,), ["--config", path, "--dataset_name", "x", "--output_dir", "y"])
+    assert (args.backend, args.feature_model, args.layer, args.dedup) == (
+        "hubert",
+        "slprl/mhubert-base-25hz",
+        11,
+        True,
+    )
+    assert args.kmeans_path.endswith("L11_km500.bin") and args.allow_pickle_kmeans is False
 
 
 def test_benchmark_options_in_training_recipes():

@@ -1,0 +1,69 @@
+"""Fit your own k-means for unit tokenisation (another language, another feature model, or the MFCC backend).
+
+Usage:
+    # 500 centroids on mHuBERT-25Hz layer 11 features of 10 h sampled from a dataset
+    python recipes/fit_kmeans.py --config recipes/slam/tokenize.yaml --dataset_name <audio dataset | folder> --kmeans_path km/my_km500.safetensors
+
+    # offline: MFCC features
+    python recipes/fit_kmeans.py --backend mfcc --dataset_name wavs/ --num_clusters 500 --kmeans_path km/mfcc500.safetensors
+
+Mini-batch k-means in torch (on the GPU when there is one); the centroids are saved as safetensors, for
+`recipes/tokenize_audio.py --kmeans_path`.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import logging
+    import random
+
+    import torch
+
+    from slam_recipes.audio_units import open_audio_source
+    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
+    from slam_recipes.errors import DataError
+    from slam_recipes.features import SAMPLE_RATE, build_feature_extractor, read_audio
+    from slam_recipes.kmeans import fit_kmeans, inertia, save_centroids
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((TokenizeArguments,), None)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype)
+
+    # Data: a random sample of files (the first ones when streaming) up to sample_hours of audio
+    rows, columns, total = open_audio_source(
+        args.dataset_name, split=args.dataset_split, config_name=args.dataset_config, streaming=args.streaming,
+        audio_columns=args.audio_columns,
+    )  # fmt: skip
+    if total is not None:
+        order = list(range(total))
+        random.Random(args.seed).shuffle(order)
+        rows = [rows[i] for i in order]
+    budget, features = args.sample_hours * 3600 * SAMPLE_RATE, []
+    for row in rows:
+        if budget <= 0:
+            break
+        for column in columns:
+            try:
+                audio = read_audio(row[column])[0]
+            except DataError as err:
+                logging.warning("skipped %s", err)
+                continue
+            features += extractor([audio])
+            budget -= len(audio)
+    if not features:
+        raise DataError(f"{args.dataset_name}: no readable audio to fit the k-means on")
+    frames = torch.cat(features)
+    print(f"{frames.shape[0]} frames of dimension {frames.shape[1]} from {len(features)} recordings", flush=True)
+
+    # Fit
+    centroids = fit_kmeans(
+        frames, args.num_clusters, batch_size=args.kmeans_batch_size, steps=args.kmeans_steps, seed=args.seed
+    )
+    save_centroids(args.kmeans_path, centroids)
+    print(f"inertia {inertia(frames, centroids):.4f}; {args.num_clusters} centroids saved to {args.kmeans_path}")
+
+
+if __name__ == "__main__":
+    run_entry_point(main)

@@ -1,0 +1,82 @@
+"""Turn audio into speech units: HuBERT-family features at one layer (or offline MFCCs) → nearest k-means centroid
+→ consecutive repeats removed. The output folder is a units dataset the pretraining, DPO and evaluation recipes read.
+
+Usage:
+    # the paper's tokeniser: mHuBERT-25Hz layer 11 + textlesslib's k-means 500, on every GPU of the machine
+    accelerate launch recipes/tokenize_audio.py --config recipes/slam/tokenize.yaml --dataset_name <Hub audio dataset | folder of audio files> --output_dir data/units/librispeech
+
+    # fully offline, MFCC features and a k-means fitted with recipes/fit_kmeans.py
+    python recipes/tokenize_audio.py --backend mfcc --kmeans_path km/mfcc500.safetensors --dataset_name wavs/ --output_dir data/units/wavs
+
+A rerun with the same settings skips finished shards. Unreadable or empty audio is skipped and listed in
+<output_dir>/tokenize_report.jsonl.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import json
+    import logging
+    import os
+
+    from accelerate import PartialState
+
+    from slam_recipes.audio_units import CONFIG_FILE, check_run_settings, tokenize_audio, write_report
+    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
+    from slam_recipes.errors import ConfigError
+    from slam_recipes.features import build_feature_extractor
+    from slam_recipes.kmeans import NearestCentroid, load_centroids
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((TokenizeArguments,))
+    if not args.output_dir:
+        raise ConfigError("output_dir is required")
+    state = PartialState()
+    device = args.device or str(state.device)
+    check_run_settings(args.output_dir, args.settings(), overwrite=args.overwrite_output_dir)
+
+    # Model: features and centroids, checked against each other before any audio is read
+    with state.main_process_first():  # the main process converts a pickled k-means once
+        centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
+    extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype)
+    assigner = NearestCentroid(centroids, device)
+    assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())
+    if state.is_main_process:
+        os.makedirs(args.output_dir, exist_ok=True)
+        with open(os.path.join(args.output_dir, CONFIG_FILE), "w") as f:
+            json.dump({**args.settings(), "num_units": assigner.num_units}, f, indent=2)
+    state.wait_for_everyone()
+
+    # Tokenisation: this process's shards
+    summary = tokenize_audio(
+        args.dataset_name,
+        args.output_dir,
+        extractor,
+        assigner,
+        split=args.dataset_split,
+        config_name=args.dataset_config,
+        streaming=args.streaming,
+        audio_columns=args.audio_columns,
+        shard_size=args.shard_size,
+        dedup=args.dedup,
+        keep_durations=args.keep_durations,
+        max_batch_seconds=args.max_batch_seconds,
+        process_index=state.process_index,
+        num_processes=state.num_processes,
+    )
+    print(
+        f"process {state.process_index}: {summary['shards_written']} shards written, {summary['shards_skipped']} "
+        f"already done; {summary['files']} files, {summary['audio_seconds'] / 3600:.3f} h of audio in "
+        f"{summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} audio-s/s); "
+        f"{summary['skipped_files']} skipped",
+        flush=True,
+    )
+    state.wait_for_everyone()
+    if state.is_main_process:
+        skipped = write_report(args.output_dir)
+        print(f"Units dataset: {args.output_dir} ({len(skipped)} files skipped, listed in tokenize_report.jsonl)")
+
+
+if __name__ == "__main__":
+    run_entry_point(main)

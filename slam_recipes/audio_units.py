@@ -1,0 +1,326 @@
+"""Audio → units: read an audio dataset or a folder of audio files, extract features, assign each frame its nearest
+k-means centroid, collapse repeats, and write the units dataset shard by shard.
+
+The output folder is a units dataset every recipe reads (`load_dataset(output_dir)`): `data/train-NNNNN.parquet`
+shards holding `units` (uint16; `prompt` / `chosen` / `rejected` or `positive` / `negative` for preference and pair
+datasets, one column per audio column), optional `duration` run lengths, the source `file`, and every other column
+of the input (texts, ids). A shard is written under a temporary name and renamed, then marked done in
+`report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or empty audio is skipped and listed in
+`tokenize_report.jsonl`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.features import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio_files, read_audio
+
+logger = logging.getLogger(__name__)
+
+SHARD_FILE = os.path.join("data", "train-{:05d}.parquet")
+DONE_FILE = os.path.join("report", "shard-{:05d}.json")
+REPORT_FILE = "tokenize_report.jsonl"
+CONFIG_FILE = "tokenize_config.json"
+
+
+def units_column_name(audio_column: str) -> str:
+    """`audio` → `units`; other audio columns (`prompt`, `chosen`, `positive`, ...) keep their name."""
+    return "units" if audio_column == "audio" else audio_column
+
+
+def open_audio_source(
+    source: str,
+    *,
+    split: str = "train",
+    config_name: str | None = None,
+    streaming: bool = False,
+    audio_columns: list[str] | None = None,
+) -> tuple[Iterable[dict], list[str], int | None]:
+    """(rows, audio columns, number of rows or None when streaming). A folder or glob of audio files gives rows
+    `{"file": relative path, "audio": absolute path}`; an HF audio dataset (Hub name, `save_to_disk` folder, data
+    files) gives its rows with every audio column left undecoded (bytes + path), to be read by `read_audio`."""
+    is_files = (os.path.isdir(source) and not _is_dataset_folder(source)) or (
+        not os.path.isdir(source) and os.path.splitext(source)[1].lower() in AUDIO_EXTENSIONS
+    )
+    if is_files:
+        root, files = find_audio_files(source)
+        rows = [{"file": f, "audio": os.path.join(root, f)} for f in files]
+        return rows, ["audio"], len(rows)
+
+    from datasets import Audio, load_dataset, load_from_disk
+
+    try:
+        if os.path.isfile(os.path.join(source, "state.json")) or os.path.isfile(
+            os.path.join(source, "dataset_dict.json")
+        ):
+            dataset = load_from_disk(source)
+            dataset = dataset[split] if hasattr(dataset, "keys") else dataset
+        else:
+            dataset = load_dataset(source, config_name, split=split, streaming=streaming)
+    except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line}") from err
+    features = dataset.features or {}
+    found = [name for name, feature in features.items() if isinstance(feature, Audio)]
+    columns = audio_columns or found
+    missing = [c for c in columns if c not in features]
+    if missing or not columns:
+        raise DataError(
+            f"{source}: no audio column{' ' + str(missing) if missing else ''} (columns: {list(features)}); "
+            "set audio_columns"
+        )
+    for column in columns:
+        if isinstance(features[column], Audio):
+            dataset = dataset.cast_column(column, Audio(decode=False))
+    return dataset, columns, None if streaming else len(dataset)
+
+
+def _is_dataset_folder(path: str) -> bool:
+    """A `save_to_disk` folder or a folder of data files, rather than a folder of audio files."""
+    if os.path.isfile(os.path.join(path, "state.json")) or os.path.isfile(os.path.join(path, "dataset_dict.json")):
+        return True
+    for _, _, names in os.walk(path):
+        if any(os.path.splitext(n)[1].lower() in (".parquet", ".arrow", ".jsonl") for n in names):
+            return True
+    return False
+
+
+def shards(rows: Iterable[dict], shard_size: int) -> Iterator[tuple[int, list[dict]]]:
+    batch, index = [], 0
+    for row in rows:
+        batch.append(row)
+        if len(batch) == shard_size:
+            yield index, batch
+            batch, index = [], index + 1
+    if batch:
+        yield index, batch
+
+
+def length_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
+    """Indices sorted by decreasing length, grouped so each batch holds at most `max_samples` audio samples in all
+    (a longer waveform gets a batch of its own)."""
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
+    batches, current, total = [], [], 0
+    for i in order:
+        if current and total + lengths[i] > max_samples:
+            batches.append(current)
+            current, total = [], 0
+        current.append(i)
+        total += lengths[i]
+    if current:
+        batches.append(current)
+    return batches
+
+
+def to_units(features: torch.Tensor, assigner, dedup: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Frames → (units, run lengths): nearest centroids, consecutive repeats collapsed when `dedup`."""
+    units = assigner(features)
+    if dedup:
+        units, counts = torch.unique_consecutive(units, return_counts=True)
+    else:
+        counts = torch.ones_like(units)
+    return units.cpu().numpy().astype(np.uint16), counts.cpu().numpy().astype(np.uint16)
+
+
+def tokenize_rows(
+    rows: list[dict],
+    audio_columns: list[str],
+    extractor,
+    assigner,
+    *,
+    dedup: bool = True,
+    keep_durations: bool = False,
+    max_batch_samples: int = 1_600_000,
+    progress=None,
+) -> tuple[list[dict], list[dict], float]:
+    """Tokenise one shard: (output rows, skipped rows with the reason, seconds of audio). A row is skipped when any
+    of its audio cannot be read or is empty."""
+    waveforms: dict[str, list] = {c: [] for c in audio_columns}
+    kept, skipped = [], []
+    for row in rows:
+        try:
+            audio = {c: read_audio(row[c])[0] for c in audio_columns}
+        except DataError as err:
+            skipped.append({"file": _row_file(row, audio_columns), "error": str(err)})
+            continue
+        kept.append(row)
+        for c in audio_columns:
+            waveforms[c].append(audio[c])
+    seconds = sum(len(w) for ws in waveforms.values() for w in ws) / SAMPLE_RATE
+    units: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
+    durations: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
+    for column in audio_columns:
+        lengths = [len(w) for w in waveforms[column]]
+        for batch in length_batches(lengths, max_batch_samples):
+            features = extractor([waveforms[column][i] for i in batch])
+            for i, frames in zip(batch, features, strict=True):
+                if frames.shape[0] == 0:
+                    raise DataError(f"{_row_file(kept[i], audio_columns)}: audio too short for one feature frame")
+                units[column][i], durations[column][i] = to_units(frames, assigner, dedup)
+            if progress is not None:
+                progress.add_audio(sum(lengths[i] for i in batch) / SAMPLE_RATE)
+    output = []
+    for i, row in enumerate(kept):
+        out = {k: v for k, v in row.items() if k not in audio_columns}
+        out.setdefault("file", _row_file(row, audio_columns))
+        for column in audio_columns:
+            name = units_column_name(column)
+            out[name] = units[column][i]
+            if keep_durations:
+                out["duration" if name == "units" else f"{name}_duration"] = durations[column][i]
+        output.append(out)
+    return output, skipped, seconds
+
+
+def _row_file(row: dict, audio_columns: list[str]) -> str:
+    if isinstance(row.get("file"), str):
+        return row["file"]
+    value = row.get(audio_columns[0])
+    if isinstance(value, dict):
+        return str(value.get("path") or "")
+    return str(value) if isinstance(value, str) else ""
+
+
+def write_shard(path: str, rows: list[dict], unit_columns: list[str]) -> None:
+    """Rows → one parquet file, unit columns as list<uint16>, written to a temporary name and renamed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = {}
+    for name in rows[0]:
+        values = [row.get(name) for row in rows]
+        if name in unit_columns:
+            offsets = np.concatenate([[0], np.cumsum([len(v) for v in values])]).astype(np.int32)
+            flat = np.concatenate(values) if values else np.zeros(0, np.uint16)
+            columns[name] = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat, pa.uint16()))
+        else:
+            columns[name] = pa.array(values)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    pq.write_table(pa.table(columns), path + ".tmp")
+    os.replace(path + ".tmp", path)
+
+
+class AudioProgress:
+    """A tqdm bar over rows whose postfix reports audio hours per second."""
+
+    def __init__(self, total: int | None, disable: bool = False):
+        from tqdm.auto import tqdm
+
+        self.bar = tqdm(total=total, unit="file", desc="Audio → units", disable=disable, dynamic_ncols=True)
+        self.audio_seconds = 0.0
+        self.start = time.perf_counter()
+
+    def add_audio(self, seconds: float) -> None:
+        self.audio_seconds += seconds
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        hours = self.audio_seconds / 3600
+        self.bar.set_postfix_str(f"{hours:.3f} h audio, {hours / elapsed:.4f} audio-h/s", refresh=False)
+
+    def update(self, rows: int) -> None:
+        self.bar.update(rows)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def check_run_settings(output_dir: str, settings: dict, overwrite: bool = False) -> None:
+    """A rerun into the same folder resumes only with the same settings; a folder that holds something else is
+    refused."""
+    path = os.path.join(output_dir, CONFIG_FILE)
+    if os.path.isfile(path):
+        with open(path) as f:
+            previous = json.load(f)
+        differs = sorted(k for k in settings if previous.get(k) != settings[k])
+        if differs and not overwrite:
+            raise ConfigError(
+                f"{output_dir}: holds a tokenisation with other settings ({', '.join(differs)}); choose another "
+                "output_dir or pass overwrite_output_dir"
+            )
+    elif os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise ConfigError(f"{output_dir}: exists and is not a tokenisation output; choose another output_dir")
+
+
+def tokenize_audio(
+    source: str,
+    output_dir: str,
+    extractor,
+    assigner,
+    *,
+    split: str = "train",
+    config_name: str | None = None,
+    streaming: bool = False,
+    audio_columns: list[str] | None = None,
+    shard_size: int = 1000,
+    dedup: bool = True,
+    keep_durations: bool = False,
+    max_batch_seconds: float = 100.0,
+    process_index: int = 0,
+    num_processes: int = 1,
+    disable_progress: bool = False,
+) -> dict:
+    """Tokenise `source` into the units dataset `output_dir`; this process takes shards `index % num_processes ==
+    process_index` and skips shards already done. Returns a summary (shards written / skipped, files, seconds)."""
+    rows, columns, total = open_audio_source(
+        source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
+    )
+    unit_columns = [units_column_name(c) for c in columns]
+    progress = AudioProgress(total, disable=disable_progress or process_index != 0)
+    summary = {"shards_written": 0, "shards_skipped": 0, "files": 0, "skipped_files": 0, "audio_seconds": 0.0}
+    start = time.perf_counter()
+    try:
+        for index, shard_rows in shards(rows, shard_size):
+            if index % num_processes != process_index:
+                continue
+            done = os.path.join(output_dir, DONE_FILE.format(index))
+            if os.path.isfile(done):
+                summary["shards_skipped"] += 1
+                progress.update(len(shard_rows))
+                continue
+            out, skipped, seconds = tokenize_rows(
+                shard_rows,
+                columns,
+                extractor,
+                assigner,
+                dedup=dedup,
+                keep_durations=keep_durations,
+                max_batch_samples=int(max_batch_seconds * SAMPLE_RATE),
+                progress=progress,
+            )
+            if out:
+                write_shard(os.path.join(output_dir, SHARD_FILE.format(index)), out, unit_columns)
+            os.makedirs(os.path.dirname(done), exist_ok=True)
+            with open(done + ".tmp", "w") as f:
+                json.dump({"rows": len(out), "skipped": skipped, "audio_seconds": seconds}, f)
+            os.replace(done + ".tmp", done)
+            progress.update(len(shard_rows))
+            summary["shards_written"] += 1
+            summary["files"] += len(out)
+            summary["skipped_files"] += len(skipped)
+            summary["audio_seconds"] += seconds
+            for item in skipped:
+                logger.warning("skipped %s", item["error"])
+    finally:
+        progress.close()
+    summary["seconds"] = time.perf_counter() - start
+    return summary
+
+
+def write_report(output_dir: str) -> list[dict]:
+    """Gather every shard's skipped files into `tokenize_report.jsonl` (run once, after all processes are done)."""
+    folder = os.path.join(output_dir, os.path.dirname(DONE_FILE))
+    skipped = []
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        if name.endswith(".json"):
+            with open(os.path.join(folder, name)) as f:
+                skipped += json.load(f)["skipped"]
+    with open(os.path.join(output_dir, REPORT_FILE), "w") as f:
+        f.writelines(json.dumps(item) + "\n" for item in skipped)
+    return skipped

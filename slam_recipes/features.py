@@ -1,0 +1,256 @@
+"""Speech features for unit tokenisation: audio reading, HuBERT layer features, and an offline MFCC backend.
+
+Every extractor takes a list of 16 kHz mono float32 waveforms and returns one `[frames, dim]` float tensor per
+waveform, on the extractor's device.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from slam_recipes.errors import ConfigError, DataError
+
+SAMPLE_RATE = 16000
+AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Audio
+# ---------------------------------------------------------------------------------------------------------------------
+def read_audio(source, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
+    """A file path, raw bytes, or a datasets audio dict (`{"path", "bytes"}` or decoded `{"array",
+    "sampling_rate"}`) → (mono float32 waveform at `sample_rate`, the file's own rate). Channels are averaged;
+    other rates are resampled (polyphase). Raises DataError for unreadable or empty audio."""
+    import soundfile
+
+    if isinstance(source, dict):
+        if source.get("array") is not None:
+            audio, rate = np.asarray(source["array"], dtype=np.float32), int(source["sampling_rate"])
+            return _finish(audio, rate, sample_rate, source.get("path") or "audio")
+        data, name = source.get("bytes"), source.get("path") or "audio"
+        source = io.BytesIO(data) if data else source.get("path")
+    else:
+        name = source if isinstance(source, str) else "audio bytes"
+        if isinstance(source, bytes | bytearray):
+            source = io.BytesIO(source)
+    if source is None:
+        raise DataError(f"{name}: no audio (neither bytes nor a path)")
+    try:
+        audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
+    except Exception as err:  # soundfile raises its own error types (and RuntimeError / OSError) for bad files
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"{name}: unreadable audio: {first_line}") from err
+    return _finish(audio.mean(axis=1), rate, sample_rate, name)
+
+
+def _finish(audio: np.ndarray, rate: int, sample_rate: int, name: str) -> tuple[np.ndarray, int]:
+    if audio.ndim > 1:
+        audio = audio.mean(axis=-1 if audio.shape[-1] <= 8 else 0)
+    if audio.size == 0:
+        raise DataError(f"{name}: zero-length audio")
+    if rate != sample_rate:
+        from scipy.signal import resample_poly
+
+        divisor = math.gcd(rate, sample_rate)
+        audio = resample_poly(audio, sample_rate // divisor, rate // divisor).astype(np.float32)
+    return np.ascontiguousarray(audio, dtype=np.float32), rate
+
+
+def find_audio_files(source: str) -> tuple[str, list[str]]:
+    """A folder (searched recursively) or a glob of audio files → (root, sorted relative paths)."""
+    import glob
+
+    if os.path.isdir(source):
+        root = source
+        files = [
+            os.path.relpath(os.path.join(folder, name), root)
+            for folder, _, names in os.walk(source)
+            for name in names
+            if os.path.splitext(name)[1].lower() in AUDIO_EXTENSIONS
+        ]
+    else:
+        root = os.path.dirname(source.split("*", 1)[0]) or "."
+        files = [
+            os.path.relpath(p, root)
+            for p in glob.glob(source, recursive=True)
+            if os.path.splitext(p)[1].lower() in AUDIO_EXTENSIONS
+        ]
+    if not files:
+        raise DataError(f"{source}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+    return root, sorted(files)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# MFCC backend (fully offline)
+# ---------------------------------------------------------------------------------------------------------------------
+def _hz_to_mel(hz):
+    return 2595.0 * np.log10(1.0 + np.asarray(hz) / 700.0)
+
+
+def _mel_to_hz(mel):
+    return 700.0 * (10.0 ** (np.asarray(mel) / 2595.0) - 1.0)
+
+
+def mel_filterbank(num_mels: int, n_fft: int, sample_rate: int, low_hz: float = 20.0, high_hz: float | None = None):
+    """Triangular HTK-mel filters, `[n_fft // 2 + 1, num_mels]`."""
+    high_hz = high_hz or sample_rate / 2
+    edges = _mel_to_hz(np.linspace(_hz_to_mel(low_hz), _hz_to_mel(high_hz), num_mels + 2))
+    bins = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
+    lower, center, upper = edges[:-2, None], edges[1:-1, None], edges[2:, None]
+    weights = np.maximum(0, np.minimum((bins - lower) / (center - lower), (upper - bins) / (upper - center)))
+    return torch.tensor(weights.T, dtype=torch.float32)
+
+
+def dct_matrix(num_coefficients: int, num_mels: int) -> torch.Tensor:
+    """Orthonormal DCT-II, `[num_mels, num_coefficients]`."""
+    n = np.arange(num_mels)[:, None]
+    k = np.arange(num_coefficients)[None, :]
+    basis = np.cos(np.pi / num_mels * (n + 0.5) * k) * np.sqrt(2.0 / num_mels)
+    basis[:, 0] /= np.sqrt(2.0)
+    return torch.tensor(basis, dtype=torch.float32)
+
+
+def deltas(features: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """Regression deltas over ±`width` frames (edges repeated), `[frames, dim]` → `[frames, dim]`."""
+    padded = torch.cat([features[:1].expand(width, -1), features, features[-1:].expand(width, -1)])
+    frames = features.shape[0]
+    numerator = sum(
+        n * (padded[width + n : width + n + frames] - padded[width - n : width - n + frames])
+        for n in range(1, width + 1)
+    )
+    return numerator / (2 * sum(n * n for n in range(1, width + 1)))
+
+
+class MFCCFeatures:
+    """13 MFCCs + Δ + ΔΔ at 50 frames/s (25 ms windows, 20 ms hop), mean-normalised per utterance.
+
+    An offline stand-in for HuBERT (it needs no download): it is what the demo corpus is tokenised with. MFCC units
+    capture acoustics, not the phonetic content HuBERT units carry, so it is no replacement for HuBERT in real
+    training."""
+
+    frames_per_second = 50
+    hop = SAMPLE_RATE // 50
+    window = 400
+
+    def __init__(self, num_coefficients: int = 13, num_mels: int = 40, n_fft: int = 512, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.n_fft = n_fft
+        self.filters = mel_filterbank(num_mels, n_fft, SAMPLE_RATE).to(self.device)
+        self.dct = dct_matrix(num_coefficients, num_mels).to(self.device)
+        self.hann = torch.hann_window(self.window, periodic=True, device=self.device)
+        self.dim = 3 * num_coefficients
+
+    def num_frames(self, num_samples: int) -> int:
+        return 1 + max(0, num_samples - self.window) // self.hop
+
+    def __call__(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        outputs = []
+        for waveform in waveforms:
+            audio = torch.from_numpy(np.asarray(waveform, dtype=np.float32)).to(self.device)
+            if audio.numel() < self.window:
+                audio = torch.nn.functional.pad(audio, (0, self.window - audio.numel()))
+            frames = audio.unfold(0, self.window, self.hop) * self.hann  # [frames, window]
+            power = torch.fft.rfft(frames, n=self.n_fft).abs().pow(2)
+            cepstra = torch.log(power @ self.filters + 1e-6) @ self.dct
+            delta = deltas(cepstra)
+            features = torch.cat([cepstra, delta, deltas(delta)], dim=1)
+            features = features - features.mean(0)  # cepstral mean normalisation: removes the channel / speaker offset
+            outputs.append(features)
+        return outputs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# HuBERT backend
+# ---------------------------------------------------------------------------------------------------------------------
+class HubertFeatures:
+    """The output of transformer layer `layer` (1-based, as textlesslib's `output_layer`) of any HuBERT-family
+    checkpoint (Hub name or folder), e.g. mHuBERT-25Hz layer 11. bf16 on a GPU by default.
+
+    Models with group-normalised convolutions (HuBERT base, mHuBERT) see each waveform alone, since zero padding
+    would change their normalisation statistics; layer-normalised ones are batched with an attention mask."""
+
+    def __init__(self, model_name_or_path: str, layer: int, device: str | None = None, dtype: str = "auto"):
+        from transformers import AutoConfig, HubertModel
+
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if dtype == "auto":
+            dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+        try:
+            config = AutoConfig.from_pretrained(model_name_or_path)
+        except OSError as err:
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ConfigError(f"{model_name_or_path}: cannot load the feature model: {first_line}") from err
+        if not 1 <= layer <= config.num_hidden_layers:
+            raise ConfigError(
+                f"layer {layer} is outside the {config.num_hidden_layers} layers of {model_name_or_path}"
+            )
+        # Compute only the layers needed (one more for pre-norm models, whose last output is normalised).
+        keep = min(config.num_hidden_layers, layer + (1 if config.do_stable_layer_norm else 0))
+        self.model = HubertModel.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
+        del self.model.encoder.layers[keep:]
+        self.model.config.num_hidden_layers = keep
+        self.model.to(device).eval()
+        self.layer = layer
+        self.device = torch.device(device)
+        self.dim = config.hidden_size
+        self.group_norm = config.feat_extract_norm == "group"
+        self.normalize = _wants_normalized_input(model_name_or_path)
+        self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
+        self.frames_per_second = SAMPLE_RATE / math.prod(self.strides)
+
+    def num_frames(self, num_samples: int) -> int:
+        for kernel, stride in zip(self.kernels, self.strides, strict=True):
+            num_samples = (num_samples - kernel) // stride + 1
+        return max(0, num_samples)
+
+    @torch.inference_mode()
+    def __call__(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
+        groups = [[w] for w in waveforms] if self.group_norm else [list(waveforms)]
+        outputs = []
+        for group in groups:
+            width = max(len(w) for w in group)
+            batch = torch.zeros((len(group), width), dtype=torch.float32)
+            mask = torch.zeros((len(group), width), dtype=torch.long)
+            for i, w in enumerate(group):
+                audio = torch.from_numpy(np.asarray(w, dtype=np.float32))
+                if self.normalize:
+                    audio = (audio - audio.mean()) / torch.sqrt(audio.var(unbiased=False) + 1e-7)
+                batch[i, : len(w)], mask[i, : len(w)] = audio, 1
+            batch = batch.to(self.device, dtype=self.model.dtype)
+            kwargs = {} if self.group_norm else {"attention_mask": mask.to(self.device)}
+            hidden = self.model(batch, output_hidden_states=True, **kwargs).hidden_states[self.layer]
+            outputs += [hidden[i, : self.num_frames(len(w))].float() for i, w in enumerate(group)]
+        return outputs
+
+
+def _wants_normalized_input(model_name_or_path: str) -> bool:
+    """The checkpoint's feature-extractor setting (`do_normalize`), false when it ships none."""
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return bool(getattr(AutoFeatureExtractor.from_pretrained(model_name_or_path), "do_normalize", False))
+    except (OSError, ValueError):
+        return False
+
+
+def build_feature_extractor(
+    backend: str,
+    model_name_or_path: str | None = None,
+    layer: int = 11,
+    device: str | None = None,
+    dtype: str = "auto",
+):
+    """`hubert` (any HuBERT-family checkpoint at `layer`) or `mfcc` (offline)."""
+    if backend == "mfcc":
+        return MFCCFeatures(device=device or "cpu")
+    if backend == "hubert":
+        if not model_name_or_path:
+            raise ConfigError("backend hubert needs feature_model (e.g. slprl/mhubert-base-25hz)")
+        return HubertFeatures(model_name_or_path, layer, device=device, dtype=dtype)
+    raise ConfigError(f"backend must be hubert or mfcc, got {backend!r}")

@@ -1,0 +1,239 @@
+"""Audio → units: features (tiny random HuBERT, MFCC), k-means (pickle opt-in, fit), the sharded, resumable run."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import soundfile
+import torch
+from conftest import REPO
+
+from slam_recipes.audio_units import open_audio_source, tokenize_audio, write_report
+from slam_recipes.errors import ConfigError
+from slam_recipes.features import HubertFeatures, MFCCFeatures, read_audio
+from slam_recipes.kmeans import NearestCentroid, fit_kmeans, inertia, load_centroids, save_centroids
+
+TOKENIZE = os.path.join(REPO, "recipes", "tokenize_audio.py")
+FIT = os.path.join(REPO, "recipes", "fit_kmeans.py")
+BASE_STRIDES = (5, 2, 2, 2, 2, 2, 2)  # HuBERT base: 320 samples per frame, 50 frames/s
+
+
+def tiny_hubert(folder, strides=BASE_STRIDES):
+    from transformers import HubertConfig, HubertModel
+
+    kernels = (10,) + (3,) * (len(strides) - 3) + (2, 2)
+    config = HubertConfig(
+        hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
+        conv_dim=(16,) * len(strides), conv_stride=strides, conv_kernel=kernels,
+        num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+    )  # fmt: skip
+    torch.manual_seed(0)
+    HubertModel(config).save_pretrained(folder)
+    return str(folder)
+
+
+def write_wav(path, audio, rate=16000):
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    soundfile.write(path, audio, rate)
+    return str(path)
+
+
+def noise(seconds, seed=0, rate=16000):
+    return (np.random.default_rng(seed).standard_normal(int(seconds * rate)) * 0.1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def hubert_dir(tmp_path_factory):
+    return tiny_hubert(tmp_path_factory.mktemp("hubert"))
+
+
+# -- features ---------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("strides, rate", [(BASE_STRIDES, 50), ((*BASE_STRIDES, 2), 25)])
+def test_hubert_units_in_range_at_the_model_frame_rate(tmp_path, strides, rate):
+    extractor = HubertFeatures(tiny_hubert(tmp_path / "h", strides), layer=2)
+    assigner = NearestCentroid(torch.randn(20, 32))
+    frames = extractor([noise(2.0), noise(1.0, seed=1)])
+    assert [f.shape[1] for f in frames] == [32, 32]
+    assert abs(frames[0].shape[0] - 2 * rate) <= 1 and abs(frames[1].shape[0] - rate) <= 1
+    units = assigner(frames[0])
+    assert int(units.min()) >= 0 and int(units.max()) < 20
+
+
+def test_hubert_layer_is_the_full_models_hidden_state(hubert_dir):
+    from transformers import HubertModel
+
+    audio = noise(1.0)
+    full = HubertModel.from_pretrained(hubert_dir).eval()
+    with torch.no_grad():
+        expected = full(torch.from_numpy(audio)[None], output_hidden_states=True).hidden_states[2][0]
+    assert torch.allclose(HubertFeatures(hubert_dir, layer=2)([audio])[0], expected, atol=1e-5)
+    with pytest.raises(ConfigError, match="layer 4 is outside the 3 layers"):
+        HubertFeatures(hubert_dir, layer=4)
+
+
+def test_mfcc_on_a_tone_and_a_chirp():
+    t = np.arange(16000) / 16000
+    tone = np.sin(2 * np.pi * 440 * t).astype(np.float32)
+    chirp = np.sin(2 * np.pi * (200 + 3000 * t) * t).astype(np.float32)
+    mfcc = MFCCFeatures()
+    tone_frames, chirp_frames = mfcc([tone, chirp])
+    assert tone_frames.shape == (49, 39) and chirp_frames.shape == (49, 39)  # 50 frames/s, 13 MFCC + Δ + ΔΔ
+    assert torch.isfinite(chirp_frames).all()
+
+    # A steady tone barely changes from frame to frame; a chirp keeps moving.
+    def drift(frames):
+        return (frames[1:, :13] - frames[:-1, :13]).norm(dim=1)[2:-2].mean()
+
+    assert drift(chirp_frames) > 5 * drift(tone_frames)
+    # Two clusters split tone frames from noise frames.
+    both = torch.cat(mfcc([np.concatenate([tone, noise(1.0)])]))
+    centroids = fit_kmeans(both, 2, steps=30, init_sample=200)
+    units = NearestCentroid(centroids)(both)
+    assert len(set(units[5:40].tolist())) == 1 and len(set(units[55:90].tolist())) == 1
+    assert units[20] != units[70]
+
+
+def test_audio_is_resampled_and_mixed_to_mono(tmp_path):
+    stereo = np.stack([noise(0.5, rate=22050), noise(0.5, seed=1, rate=22050)], axis=1)
+    audio, rate = read_audio(write_wav(tmp_path / "a.wav", stereo, rate=22050))
+    assert rate == 22050 and audio.ndim == 1 and abs(len(audio) - 8000) <= 1
+
+
+# -- k-means ----------------------------------------------------------------------------------------------------------
+def test_fit_reduces_inertia():
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.randn(8, 6, generator=generator) * 5
+    frames = centers[torch.randint(0, 8, (4000,), generator=generator)] + torch.randn(4000, 6, generator=generator)
+    random_pick = frames[torch.randperm(4000, generator=generator)[:8]]
+    fitted = fit_kmeans(frames, 8, steps=100, batch_size=1000)
+    assert inertia(frames, fitted) < 0.5 * inertia(frames, random_pick)
+    assert inertia(frames, fitted) < 1.3 * 6  # near the noise floor: unit variance in 6 dimensions
+
+
+def test_pickle_refused_without_opt_in_and_converted_with_it(tmp_path):
+    joblib = pytest.importorskip("joblib")
+    from sklearn.cluster import KMeans
+
+    features = np.random.default_rng(0).standard_normal((500, 16)).astype(np.float32)
+    model = KMeans(n_clusters=10, n_init=1, random_state=0).fit(features)
+    path = str(tmp_path / "km10.bin")
+    joblib.dump(model, path)
+    with pytest.raises(ConfigError, match="is a pickle, and loading a pickle runs code: set allow_pickle_kmeans"):
+        load_centroids(path)
+    centroids = load_centroids(path, allow_pickle=True)
+    assert (tmp_path / "km10.safetensors").exists()
+    assert NearestCentroid(centroids)(torch.from_numpy(features)).tolist() == model.predict(features).tolist()
+    assert torch.equal(load_centroids(path), centroids)  # later runs use the conversion, no opt-in needed
+
+
+# -- the run ----------------------------------------------------------------------------------------------------------
+def make_wavs(folder):
+    for i in range(5):
+        write_wav(folder / "speaker" / f"utt{i}.wav", noise(0.5 + 0.25 * i, seed=i))
+    write_wav(folder / "empty.wav", np.zeros(0, dtype=np.float32))
+    (folder / "broken.wav").write_bytes(b"not audio at all")
+    return folder
+
+
+def test_tokenize_skips_bad_audio_dedups_and_resumes(tmp_path, hubert_dir):
+    wavs = make_wavs(tmp_path / "wavs")
+    extractor, assigner = HubertFeatures(hubert_dir, layer=2), NearestCentroid(torch.randn(20, 32))
+    out = tmp_path / "units"
+    summary = tokenize_audio(str(wavs), str(out), extractor, assigner, shard_size=2, keep_durations=True)
+    assert summary["shards_written"] == 4 and summary["files"] == 5 and summary["skipped_files"] == 2
+    skipped = write_report(str(out))
+    assert sorted(s["file"] for s in skipped) == ["broken.wav", "empty.wav"]
+    assert "zero-length audio" in " ".join(s["error"] for s in skipped)
+
+    from datasets import load_dataset
+
+    units = load_dataset(str(out), split="train")
+    assert sorted(units["file"]) == [f"speaker/utt{i}.wav" for i in range(5)]
+    for row in units:
+        sequence = np.asarray(row["units"])
+        assert (sequence[1:] != sequence[:-1]).all() and sequence.max() < 20  # deduplicated, in range
+        seconds = 0.5 + 0.25 * int(row["file"][-5])
+        assert abs(sum(row["duration"]) - 50 * seconds) <= 1  # run lengths add up to the 50 frames/s
+
+    # Resume: only the shard whose done-marker is gone is computed again, with the same result.
+    before = {r["file"]: r["units"] for r in units}
+    os.remove(out / "report" / "shard-00001.json")
+    os.remove(out / "data" / "train-00001.parquet")
+    again = tokenize_audio(str(wavs), str(out), extractor, assigner, shard_size=2, keep_durations=True)
+    assert again["shards_written"] == 1 and again["shards_skipped"] == 3
+    after = load_dataset(str(out), split="train", download_mode="force_redownload")
+    assert {r["file"]: r["units"] for r in after} == before
+
+
+def test_preference_audio_is_tokenised_column_by_column(tmp_path):
+    from datasets import Audio, Dataset
+
+    from slam_recipes.preference import build_preference_datasets
+
+    paths = {c: [write_wav(tmp_path / "a" / f"{c}{i}.wav", noise(0.4, seed=i + k)) for i in range(3)]
+             for k, c in enumerate(("prompt", "chosen", "rejected"))}  # fmt: skip
+    dataset = Dataset.from_dict({**paths, "prompt_text": ["a b", "c d", "e f"], "chosen_text": ["x y"] * 3,
+                                 "rejected_text": ["z w"] * 3})  # fmt: skip
+    for column in paths:
+        dataset = dataset.cast_column(column, Audio())
+    dataset.save_to_disk(tmp_path / "swag")
+    rows, columns, total = open_audio_source(str(tmp_path / "swag"))
+    assert columns == ["prompt", "chosen", "rejected"] and total == 3
+    mfcc = MFCCFeatures()
+    out = tmp_path / "units"
+    tokenize_audio(str(tmp_path / "swag"), str(out), mfcc, NearestCentroid(torch.randn(500, 39)))
+    train, _ = build_preference_datasets([str(out)], num_units=500, auto_bleu_filter=True)
+    assert len(train) == 3 and train[0]["prompt"].startswith("<S><Un")
+
+
+def run(script, *args):
+    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):
+    wavs = make_wavs(tmp_path / "wavs")
+    km = tmp_path / "km" / "mfcc16.safetensors"
+    result = run(FIT, "--backend", "mfcc", "--dataset_name", str(wavs), "--num_clusters", "16", "--kmeans_path", str(km),
+                 "--kmeans_steps", "20", "--kmeans_batch_size", "200")  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert load_centroids(str(km)).shape == (16, 39) and "inertia" in result.stdout
+    out = tmp_path / "units"
+    args = ["--backend", "mfcc", "--dataset_name", str(wavs), "--kmeans_path", str(km), "--output_dir", str(out)]
+    result = run(TOKENIZE, *args)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "5 files" in result.stdout and "2 files skipped" in result.stdout
+    report = [json.loads(line) for line in (out / "tokenize_report.jsonl").read_text().splitlines()]
+    assert {r["file"] for r in report} == {"broken.wav", "empty.wav"}
+
+    from slam_recipes.data import build_pretraining_datasets
+
+    train, _ = build_pretraining_datasets([str(out)], num_units=16, context_length=1024, packing="none")
+    assert len(train) == 5
+    # a rerun with other settings into the same folder is refused
+    other = run(TOKENIZE, *args[:-2], "--output_dir", str(out), "--dedup", "false")
+    assert other.returncode == 2 and "holds a tokenisation with other settings (dedup)" in other.stderr
+
+
+@pytest.mark.parametrize("case", ["dimension", "pickle"])
+def test_tokenize_bad_kmeans_one_line_exit_2(tmp_path, hubert_dir, case):
+    wavs = make_wavs(tmp_path / "wavs")
+    if case == "dimension":
+        km = tmp_path / "km.safetensors"
+        save_centroids(str(km), torch.randn(10, 7))
+        args, message = (
+            ["--backend", "hubert", "--feature_model", hubert_dir, "--layer", "2"],
+            ("k-means dimension 7 differs from the 32-dimensional features of hubert"),
+        )
+    else:
+        km = tmp_path / "km.bin"
+        km.write_bytes(b"\x80\x04K\x01.")  # a pickle; never loaded without the opt-in
+        args, message = ["--backend", "mfcc"], "is a pickle, and loading a pickle runs code"
+    out = tmp_path / "units"
+    result = run(TOKENIZE, *args, "--dataset_name", str(wavs), "--kmeans_path", str(km), "--output_dir", str(out))
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert not (out / "data").exists()
