@@ -20,6 +20,7 @@ def main() -> None:
     import logging
     import os
 
+    import torch
     from accelerate import PartialState
 
     from slam_recipes.audio_units import CONFIG_FILE, check_run_settings, tokenize_audio, write_report
@@ -32,7 +33,7 @@ def main() -> None:
     (args,) = parse_recipe_args((TokenizeArguments,))
     if not args.output_dir:
         raise ConfigError("output_dir is required")
-    state = PartialState()
+    state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) share the work over gloo
     device = args.device or str(state.device)
     check_run_settings(args.output_dir, args.settings(), overwrite=args.overwrite_output_dir)
 

@@ -217,6 +217,22 @@ def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):
     assert other.returncode == 2 and "holds a tokenisation with other settings (dedup)" in other.stderr
 
 
+def test_two_processes_share_the_shards(tmp_path):
+    wavs = make_wavs(tmp_path / "wavs")
+    km = tmp_path / "km.safetensors"
+    save_centroids(str(km), torch.randn(16, 39))
+    out = tmp_path / "units"
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", TOKENIZE, "--backend", "mfcc",
+               "--dataset_name", str(wavs), "--kmeans_path", str(km), "--output_dir", str(out), "--shard_size", "2"]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    written = sorted(line.split(":")[0] + ":" + line.split(":")[1].split(",")[0] for line in result.stdout.splitlines()
+                     if line.startswith("process"))  # fmt: skip
+    assert written == ["process 0: 2 shards written", "process 1: 2 shards written"]  # shards 0, 2 and 1, 3
+    assert len(os.listdir(out / "report")) == 4 and (out / "tokenize_report.jsonl").read_text().count("\n") == 2
+    assert len(os.listdir(out / "data")) == 3  # shard 0 held only the two bad files: done, with no rows
+
+
 @pytest.mark.parametrize("case", ["dimension", "pickle"])
 def test_tokenize_bad_kmeans_one_line_exit_2(tmp_path, hubert_dir, case):
     wavs = make_wavs(tmp_path / "wavs")
