@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.errors import ConfigError, DataError, first_line
 from slam_recipes.features import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio_files, read_audio
 
 logger = logging.getLogger(__name__)
@@ -66,8 +66,7 @@ def open_audio_source(
         else:
             dataset = load_dataset(source, config_name, split=split, streaming=streaming)
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{source}: cannot load split {split!r}: {first_line}") from err
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line(err)}") from err
     features = dataset.features or {}
     found = [name for name, feature in features.items() if isinstance(feature, Audio)]
     columns = audio_columns or found

@@ -25,8 +25,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slam_recipes.errors import DataError
+from slam_recipes.features import AUDIO_EXTENSIONS
 
-AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg")
 FILE_COLUMNS = ("file", "file_name", "filename", "path", "audio_path", "audio_filepath")
 SALMON_PARTS = (
     "bg_alignment",

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pyarrow as pa
 
-from slam_recipes.errors import DataError
+from slam_recipes.errors import DataError, first_line
 from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, parse_unit_string
 
 PACKING_MODES = ("padding_free", "block", "none")
@@ -69,8 +69,7 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
     except DataError:
         raise
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{source}: cannot load split {split!r}: {first_line}") from err
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line(err)}") from err
 
 
 def _builder(path: str) -> str | None:

@@ -21,6 +21,12 @@ class DataError(SlamError):
 EXIT_BAD_INPUT = 2
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an upstream exception's message (its type name when empty), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a recipe's `main`; bad input exits with code 2 and a one-line `error: ...` on stderr, no traceback."""
     try:

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.errors import ConfigError, DataError, first_line
 
 SAMPLE_RATE = 16000
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
@@ -44,8 +44,7 @@ def read_audio(source, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]
     try:
         audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
     except Exception as err:  # soundfile raises its own error types (and RuntimeError / OSError) for bad files
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DataError(f"{name}: unreadable audio: {first_line}") from err
+        raise DataError(f"{name}: unreadable audio: {first_line(err)}") from err
     return _finish(audio.mean(axis=1), rate, sample_rate, name)
 
 
@@ -184,8 +183,7 @@ class HubertFeatures:
         try:
             config = AutoConfig.from_pretrained(model_name_or_path)
         except OSError as err:
-            first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ConfigError(f"{model_name_or_path}: cannot load the feature model: {first_line}") from err
+            raise ConfigError(f"{model_name_or_path}: cannot load the feature model: {first_line(err)}") from err
         if not 1 <= layer <= config.num_hidden_layers:
             raise ConfigError(
                 f"layer {layer} is outside the {config.num_hidden_layers} layers of {model_name_or_path}"

@@ -6,7 +6,7 @@ import json
 import os
 from typing import Any
 
-from slam_recipes.errors import ConfigError
+from slam_recipes.errors import ConfigError, first_line
 from slam_recipes.units import BOS_ID, EOS_ID, PAD_ID, build_unit_tokenizer, vocab_size
 
 # Keys that go to `from_pretrained` / `from_config` rather than into the model config.
@@ -132,8 +132,7 @@ def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None 
     try:
         config = AutoConfig.from_pretrained(model_name_or_path, revision=revision).get_text_config()
     except OSError as err:  # no such folder, no such Hub repo, or offline without a cached copy
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line}") from err
+        raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}") from err
     if config.vocab_size != vocab_size(num_units):
         raise ConfigError(
             f"tokenizer/model vocabulary mismatch: {model_name_or_path} has vocab_size {config.vocab_size}, the unit "
