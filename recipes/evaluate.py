@@ -10,9 +10,13 @@ Usage:
     # one benchmark, summed instead of mean log-likelihood
     python recipes/evaluate.py --model_name_or_path slprl/slam --benchmarks tsc=data/eval/tsc --mean_nll false
 
+    # the generative metrics (Table 3): GenPPL and auto-BLEU of continuations of 3 s sStoryCloze prompts
+    python recipes/evaluate.py --config recipes/slam/eval_generative.yaml --model_name_or_path outputs/slam-dpo
+
 Benchmarks are pair datasets of units; `recipes/convert_benchmark.py` makes them from the published layouts.
 Results: a markdown table on stdout, and likelihood_eval.json / likelihood_eval.md in `output_dir` (default: the
-model folder; outputs/eval/<name> for a Hub id).
+model folder; outputs/eval/<name> for a Hub id). The generative metrics write generative_eval.json / .md there, and
+the continuations (units, audio, transcripts) with an index.html for listening in <output_dir>/generative_eval/.
 """
 
 from slam_recipes.errors import run_entry_point
@@ -28,7 +32,9 @@ def main() -> None:
 
     from slam_recipes.configs import EvalArguments, parse_recipe_args
     from slam_recipes.evaluation import evaluate_benchmark, load_benchmarks, results_markdown, write_results
+    from slam_recipes.generation import check_vocoder, evaluate_generation, load_asr, load_text_lm
     from slam_recipes.model import load_speech_lm
+    from slam_recipes.vocoder import load_vocoder
 
     (args,) = parse_recipe_args((EvalArguments,))
     output_dir = args.output_dir or (
@@ -38,17 +44,18 @@ def main() -> None:
     )
 
     # Data: every benchmark loaded and checked against the vocabulary before the model runs
-    benchmarks = load_benchmarks(args.benchmarks, args.num_units, max_pairs=args.max_pairs)
+    benchmarks = load_benchmarks(args.benchmarks, args.num_units, max_pairs=args.max_pairs) if args.benchmarks else {}
+    if args.prompts:  # the generative metrics' models, loaded first so a wrong name costs seconds
+        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=device)
+        check_vocoder(vocoder, args.num_units, args.vocoder_path)
+        scorers = {
+            "asr": load_asr(args.asr_model, device=device),
+            "text_lm": load_text_lm(args.ppl_model, device=device),
+        }
 
     # Model
-    model = load_speech_lm(
-        args.model_name_or_path,
-        args.num_units,
-        revision=args.model_revision,
-        dtype=args.dtype,
-        attn_implementation=args.attn_implementation,
-        device=args.device,
-    )
+    model = load_speech_lm(args.model_name_or_path, args.num_units, **args.load_kwargs())
 
     # Evaluation
     results = {}
@@ -75,10 +82,13 @@ def main() -> None:
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__},
         "config": dataclasses.asdict(args),
     }
-    json_path, _ = write_results(output_dir, results, metadata)
-    print()
-    print(results_markdown(results), end="")
-    print(f"\nResults written to {json_path}")
+    if results:
+        json_path, _ = write_results(output_dir, results, metadata)
+        print()
+        print(results_markdown(results), end="")
+        print(f"\nResults written to {json_path}")
+    if args.prompts:
+        evaluate_generation(model, vocoder, scorers["asr"], scorers["text_lm"], args, output_dir, metadata)
 
 
 if __name__ == "__main__":

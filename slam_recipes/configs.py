@@ -288,11 +288,11 @@ class SlamDPOConfig(TimeBudgetArguments, BenchmarkArguments, DPOConfig):
 
 
 @dataclass
-class EvalArguments(BenchmarkArguments):
-    """The evaluation recipe: which speech LM, on which device and dtype, and where the results go."""
+class SpeechLMArguments:
+    """A trained speech LM to run: where it is, on which device and dtype, and where the outputs go."""
 
     model_name_or_path: str | None = field(
-        default=None, metadata={"help": "The speech LM to evaluate: a trained output folder or a Hub id."}
+        default=None, metadata={"help": "The speech LM: a trained output folder or a Hub id."}
     )
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     num_units: int = field(default=500, metadata={"help": "Units of the model's vocabulary (checked at load)."})
@@ -304,19 +304,162 @@ class EvalArguments(BenchmarkArguments):
     output_dir: str | None = field(
         default=None,
         metadata={
-            "help": "Where likelihood_eval.json/.md go; default: the model folder, or outputs/eval/<name> for a "
-            "Hub id."
+            "help": "evaluate: where the results go (default: the model folder, or outputs/eval/<name> for a Hub "
+            "id); generate: where generations.jsonl and the audio go (required)."
         },
     )
 
-    def __post_init__(self):
+    def load_kwargs(self) -> dict[str, Any]:
+        """The keyword arguments of `model.load_speech_lm`."""
+        return {
+            "revision": self.model_revision,
+            "dtype": self.dtype,
+            "attn_implementation": self.attn_implementation,
+            "device": self.device,
+        }
+
+    def check_model(self) -> None:
         if not self.model_name_or_path:
             raise ConfigError("model_name_or_path is required (a trained output folder or a Hub id)")
-        if not self.benchmarks:
-            raise ConfigError("benchmarks is empty: give at least one name=path pair dataset")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+
+
+@dataclass
+class UnitTokenizerArguments:
+    """How audio becomes units: feature model and layer (or MFCC), k-means centroids, dedup."""
+
+    backend: str = field(default="hubert", metadata={"help": "hubert (any HuBERT-family model) or mfcc (offline)."})
+    feature_model: str | None = field(
+        default="slprl/mhubert-base-25hz", metadata={"help": "HuBERT-family checkpoint (Hub name or folder)."}
+    )
+    layer: int = field(default=11, metadata={"help": "Transformer layer whose output is clustered (1-based)."})
+    kmeans_path: str | None = field(
+        default=None,
+        metadata={"help": "Centroids: .safetensors / .npy, or a scikit-learn pickle (needs allow_pickle_kmeans)."},
+    )
+    allow_pickle_kmeans: bool = field(
+        default=False,
+        metadata={"help": "Allow loading a pickled k-means (runs code); it is converted once to .safetensors."},
+    )
+    dedup: bool = field(default=True, metadata={"help": "Collapse consecutive repeated units."})
+
+    def check_backend(self) -> None:
+        if self.backend not in ("hubert", "mfcc"):
+            raise ConfigError(f"backend must be hubert or mfcc, got {self.backend!r}")
+
+
+@dataclass
+class GenerationArguments(UnitTokenizerArguments):
+    """Speech continuation: prompts, the paper's sampling, and the unit vocoder that turns units into audio."""
+
+    prompts: str | None = field(
+        default=None,
+        metadata={
+            "help": "Prompts: a folder/glob of audio files or an HF audio dataset (tokenised with backend / "
+            "feature_model / layer / kmeans_path), or a units dataset (`units`, `audio_repr`, or a pair dataset's "
+            "`positive` column, e.g. the correct sStoryCloze samples)."
+        },
+    )
+    prompts_split: str = field(default="train", metadata={"help": "Split of a prompts dataset."})
+    prompts_column: str | None = field(
+        default=None, metadata={"help": "Column of the prompts dataset (default: positive, audio, units)."}
+    )
+    num_prompts: int | None = field(default=1000, metadata={"help": "Prompts used, from the start (paper: 1000)."})
+    prompt_seconds: float | None = field(
+        default=3.0, metadata={"help": "Prompt length in seconds of audio (paper: 3); null: the whole sample."}
+    )
+    frame_rate: float = field(
+        default=25.0,
+        metadata={"help": "Unit frames per second before dedup (mHuBERT-25Hz: 25); cuts unit prompts to seconds."},
+    )
+    do_sample: bool = field(default=True, metadata={"help": "Sample (paper) rather than greedy decoding."})
+    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (paper: 0.8)."})
+    top_k: int = field(default=25, metadata={"help": "Top-k sampling (paper: 25)."})
+    top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (paper: 1.0, off)."})
+    max_new_tokens: int = field(default=150, metadata={"help": "Units generated at most (paper: 150)."})
+    repetition_penalty: float = field(default=1.1, metadata={"help": "Repetition penalty (paper: 1.1)."})
+    generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call (left-padded)."})
+    seed: int = field(default=42, metadata={"help": "Sampling seed."})
+    vocoder_path: str | None = field(
+        default=None,
+        metadata={
+            "help": "Unit HiFi-GAN checkpoint in the textlesslib format: a .pt file, a folder, or a URL (cached); "
+            "the paper's: https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
+            "hifigan_lj_mhubert_base_25hz.pt"
+        },
+    )
+    vocoder_config: str | None = field(
+        default=None, metadata={"help": "Its JSON config (default: <checkpoint>_config.json beside it)."}
+    )
+    vocoder_batch_size: int = field(default=16, metadata={"help": "Sequences per vocoder batch."})
+
+    def check_generation(self) -> None:
+        self.check_backend()
+        for name in ("num_prompts", "max_new_tokens", "generation_batch_size", "vocoder_batch_size", "top_k"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.temperature <= 0 or not 0 < self.top_p <= 1 or self.repetition_penalty <= 0:
+            raise ConfigError("temperature and repetition_penalty must be positive and top_p in (0, 1]")
+        if self.prompt_seconds is not None and self.prompt_seconds <= 0:
+            raise ConfigError(f"prompt_seconds must be positive or null, got {self.prompt_seconds}")
+
+    def sampling(self) -> dict:
+        return {
+            "do_sample": self.do_sample,
+            "temperature": self.temperature,
+            "top_k": self.top_k,
+            "top_p": self.top_p,
+            "max_new_tokens": self.max_new_tokens,
+            "repetition_penalty": self.repetition_penalty,
+        }
+
+
+@dataclass
+class GenerateArguments(GenerationArguments, SpeechLMArguments):
+    """recipes/generate.py: continue prompts, write the units and (with a vocoder) the audio."""
+
+    def __post_init__(self):
+        self.check_model()
+        self.check_generation()
+        if not self.prompts:
+            raise ConfigError("prompts is required (a folder of audio files, an audio dataset or a units dataset)")
+        if not self.output_dir:
+            raise ConfigError("output_dir is required")
+
+
+@dataclass
+class GenPPLArguments:
+    """GenPPL and auto-BLEU: transcribe the vocoded prompt + continuation, score the transcript with a text LM."""
+
+    asr_model: str = field(
+        default="openai/whisper-large-v3-turbo", metadata={"help": "Speech recognition model (any Whisper name)."}
+    )
+    asr_language: str | None = field(default="en", metadata={"help": "Language passed to Whisper (null: detect)."})
+    asr_batch_size: int = field(default=16, metadata={"help": "Files per ASR batch."})
+    ppl_model: str = field(
+        default="meta-llama/Llama-3.2-1B", metadata={"help": "Causal text LM of the perplexity (paper: Llama-3.2-1B)."}
+    )
+    ppl_batch_size: int = field(default=16, metadata={"help": "Transcripts per text-LM batch."})
+    auto_bleu_n: int = field(default=2, metadata={"help": "auto-BLEU n-gram order (paper: 2, word bigrams)."})
+
+
+@dataclass
+class EvalArguments(GenPPLArguments, GenerationArguments, BenchmarkArguments, SpeechLMArguments):
+    """The evaluation recipe: pairwise likelihood benchmarks and/or the generative metrics (GenPPL, auto-BLEU)."""
+
+    def __post_init__(self):
+        self.check_model()
+        if not self.benchmarks and not self.prompts:
+            raise ConfigError("benchmarks is empty and no prompts are given: nothing to evaluate")
         self.check_benchmarks()
+        if self.prompts:
+            self.check_generation()
+            if not self.vocoder_path:
+                raise ConfigError("the generative metrics need vocoder_path (a unit HiFi-GAN checkpoint)")
+            if self.auto_bleu_n < 1:
+                raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
 
 
 @dataclass
@@ -408,7 +551,7 @@ def _check_yaml(path: str, known: set[str]) -> None:
 
 
 @dataclass
-class TokenizeArguments:
+class TokenizeArguments(UnitTokenizerArguments):
     """Audio → units: which audio, which feature model and layer, which k-means, and how the output is written."""
 
     dataset_name: str | None = field(
@@ -426,20 +569,6 @@ class TokenizeArguments:
     overwrite_output_dir: bool = field(
         default=False, metadata={"help": "Write into an output_dir that holds a tokenisation with other settings."}
     )
-    backend: str = field(default="hubert", metadata={"help": "hubert (any HuBERT-family model) or mfcc (offline)."})
-    feature_model: str | None = field(
-        default="slprl/mhubert-base-25hz", metadata={"help": "HuBERT-family checkpoint (Hub name or folder)."}
-    )
-    layer: int = field(default=11, metadata={"help": "Transformer layer whose output is clustered (1-based)."})
-    kmeans_path: str | None = field(
-        default=None,
-        metadata={"help": "Centroids: .safetensors / .npy, or a scikit-learn pickle (needs allow_pickle_kmeans)."},
-    )
-    allow_pickle_kmeans: bool = field(
-        default=False,
-        metadata={"help": "Allow loading a pickled k-means (runs code); it is converted once to .safetensors."},
-    )
-    dedup: bool = field(default=True, metadata={"help": "Collapse consecutive repeated units."})
     keep_durations: bool = field(default=False, metadata={"help": "Also store the run length of each unit."})
     shard_size: int = field(default=1000, metadata={"help": "Files per output shard (the unit of resumption)."})
     max_batch_seconds: float = field(default=100.0, metadata={"help": "Audio seconds per feature batch."})
@@ -456,8 +585,7 @@ class TokenizeArguments:
         for name in ("dataset_name", "kmeans_path"):
             if not getattr(self, name):
                 raise ConfigError(f"{name} is required")
-        if self.backend not in ("hubert", "mfcc"):
-            raise ConfigError(f"backend must be hubert or mfcc, got {self.backend!r}")
+        self.check_backend()
         if self.shard_size < 1 or self.max_batch_seconds <= 0:
             raise ConfigError("shard_size and max_batch_seconds must be positive")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):

@@ -8,8 +8,6 @@ completion is `units <S>` (EOS). SpokenSwag's text columns are kept when present
 
 from __future__ import annotations
 
-import re
-from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,27 +15,11 @@ import pyarrow as pa
 
 from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
+from slam_recipes.metrics import auto_bleu
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
 TEXT_COLUMNS = ("prompt_text", "chosen_text", "rejected_text")
-_WORD_RE = re.compile(r"[\w']+")
-
-
-def auto_bleu(text: str, n: int = 2) -> float:
-    """Share of the word n-grams of `text` that also occur elsewhere in it (0 = no repetition).
-
-    Words are lower-cased runs of letters, digits and apostrophes. A text with fewer than n words scores 0.
-    "the cat saw the cat" → bigrams (the cat) (cat saw) (saw the) (the cat): 2 of 4 repeat → 0.5.
-    """
-    if n < 1:
-        raise ValueError(f"auto-BLEU n must be at least 1, got {n}")
-    words = _WORD_RE.findall(text.lower())
-    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
-    if not grams:
-        return 0.0
-    counts = Counter(grams)
-    return sum(counts[g] > 1 for g in grams) / len(grams)
 
 
 def _unit_strings(values: np.ndarray, offsets: np.ndarray, prefix: str, suffix: str) -> list[str]:

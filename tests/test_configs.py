@@ -20,6 +20,7 @@ DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
 PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
 DPO_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "dpo.yaml")))
 EVAL_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "eval.yaml")))
+GENERATIVE_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "eval_generative.yaml")))
 TOKENIZE_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "tokenize.yaml")))
 
 
@@ -34,7 +35,7 @@ def parse_dpo(*argv):
 
 def test_every_recipe_yaml_is_checked():
     every = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
-    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES + TOKENIZE_RECIPES)
+    assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES + GENERATIVE_RECIPES + TOKENIZE_RECIPES)
     assert {os.path.basename(os.path.dirname(p)) for p in EVAL_RECIPES} == {"slam", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in DPO_RECIPES} == {"slam", "slam_scaled", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
@@ -72,6 +73,15 @@ def test_eval_recipe_parses(path):
         assert all(os.path.isfile(os.path.join(REPO, p)) for p in benchmarks.values())
     else:  # the paper's Table 2 metrics
         assert {"sblimp", "ssc", "tsc"} <= set(benchmarks)
+
+
+@pytest.mark.parametrize("path", GENERATIVE_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
+def test_generative_eval_recipe_has_the_papers_settings(path):
+    (args,) = parse_recipe_args((EvalArguments,), ["--config", path])
+    assert (args.temperature, args.top_k, args.max_new_tokens, args.repetition_penalty) == (0.8, 25, 150, 1.1)
+    assert (args.num_prompts, args.prompt_seconds, args.auto_bleu_n) == (1000, 3.0, 2)
+    assert args.asr_model == "openai/whisper-large-v3-turbo" and args.ppl_model == "meta-llama/Llama-3.2-1B"
+    assert args.vocoder_path.endswith("hifigan_lj_mhubert_base_25hz.pt") and not args.benchmarks
 
 
 @pytest.mark.parametrize("path", TOKENIZE_RECIPES, ids=lambda p: os.path.relpath(p, REPO))

@@ -35,6 +35,7 @@ PAIRS = [
         ("a b a b a b", 2, 5 / 5),  # (a b) ×3, (b a) ×2: every bigram repeats
         ("one two three four", 2, 0.0),
         ("one", 2, 0.0),  # no bigram at all
+        ("", 2, 0.0),  # an empty transcript (an empty continuation) scores 0, no error
         ("a b a", 1, 2 / 3),  # unigrams: a ×2 of 3
         ("The cat. the CAT!", 2, 2 / 3),  # case and punctuation are not words
         ("x y z x y z", 3, 2 / 4),  # (x y z) ×2 of 4 trigrams

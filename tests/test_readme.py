@@ -57,7 +57,18 @@ def test_the_readme_quotes_the_recipes():
 @pytest.mark.parametrize("command", EVAL_COMMANDS)
 def test_quoted_eval_commands_parse(command):
     (args,) = parse_recipe_args((EvalArguments,), shlex.split(command, comments=True))
-    assert args.model_name_or_path and args.benchmarks
+    assert args.model_name_or_path and (args.benchmarks or args.prompts)
+
+
+GENERATE_COMMANDS = sorted(set(re.findall(r"recipes/generate\.py ([^`|\n]+)", README)))
+
+
+@pytest.mark.parametrize("command", GENERATE_COMMANDS)
+def test_quoted_generate_commands_parse(command):
+    from slam_recipes.configs import GenerateArguments
+
+    (args,) = parse_recipe_args((GenerateArguments,), shlex.split(command, comments=True))
+    assert args.model_name_or_path and args.prompts and args.output_dir
 
 
 @pytest.mark.parametrize("command", DPO_COMMANDS)

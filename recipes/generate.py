@@ -1,0 +1,70 @@
+"""Continue spoken prompts with a speech LM: units out, and audio with a unit vocoder.
+
+Usage:
+    # the paper's sampling (temperature 0.8, top-k 25, 150 units, repetition penalty 1.1) on 3 s unit prompts
+    python recipes/generate.py --model_name_or_path outputs/slam-dpo --prompts data/eval/ssc --output_dir outputs/generate
+
+    # audio prompts (tokenised with mHuBERT-25Hz L11 + k-means 500) and the paper's vocoder
+    python recipes/generate.py --model_name_or_path slprl/slam --prompts prompts/ --kmeans_path km500.safetensors --vocoder_path https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/hifigan_lj_mhubert_base_25hz.pt --output_dir outputs/generate
+
+    # CPU, seconds, after `make pretrain`: the demo model continues the demo tSC story starts
+    python recipes/generate.py --model_name_or_path outputs/demo-pretrain --prompts data/demo/eval/tsc.jsonl --num_prompts 8 --output_dir outputs/demo-generate
+
+Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos; load it with
+`datasets.load_dataset("json", ...)`), and with a vocoder audio/<id>.wav (prompt + continuation),
+audio/<id>_prompt.wav and index.html for listening.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import json
+    import logging
+    import os
+    import time
+
+    from slam_recipes.configs import GenerateArguments, parse_recipe_args
+    from slam_recipes.generation import (
+        GENERATIONS_FILE,
+        check_vocoder,
+        continue_prompts,
+        prompts_from_args,
+        write_listening_page,
+    )
+    from slam_recipes.model import load_speech_lm
+    from slam_recipes.vocoder import load_vocoder
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((GenerateArguments,))
+
+    # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
+    vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None
+    if vocoder is not None:
+        check_vocoder(vocoder, args.num_units, args.vocoder_path)
+    model = load_speech_lm(args.model_name_or_path, args.num_units, **args.load_kwargs())
+
+    # Prompts
+    prompts, how = prompts_from_args(args, str(model.device))
+    print(f"{len(prompts)} prompts from {args.prompts} ({how['kind']}, cut: {how['cut']})", flush=True)
+
+    # Generation (+ audio)
+    start = time.perf_counter()
+    records, _ = continue_prompts(model, prompts, args, args.output_dir, vocoder)
+    seconds = time.perf_counter() - start
+    new_units = sum(len(r["continuation"]) for r in records)
+    with open(os.path.join(args.output_dir, "generation_config.json"), "w") as f:
+        json.dump(
+            {"model": args.model_name_or_path, "prompts": how, **args.sampling(), "seed": args.seed}, f, indent=2
+        )
+    if vocoder is not None:
+        write_listening_page(os.path.join(args.output_dir, "index.html"), records, f"{args.model_name_or_path}")
+    print(
+        f"{len(records)} continuations, {new_units} new units ({new_units / max(seconds, 1e-9):.1f} units/s), "
+        f"{sum(r['stopped_at_eos'] for r in records)} stopped at EOS; written to "
+        f"{os.path.join(args.output_dir, GENERATIONS_FILE)}" + (" and audio/" if vocoder is not None else "")
+    )
+
+
+if __name__ == "__main__":
+    run_entry_point(main)
