@@ -23,11 +23,16 @@ def main() -> None:
     import torch
     from accelerate import PartialState
 
-    from slam_recipes.audio_units import CONFIG_FILE, check_run_settings, tokenize_audio, write_report
+    from slam_recipes.audio_units import (
+        CONFIG_FILE,
+        build_audio_tokenizer,
+        check_run_settings,
+        tokenize_audio,
+        write_report,
+    )
     from slam_recipes.configs import TokenizeArguments, parse_recipe_args
     from slam_recipes.errors import ConfigError
-    from slam_recipes.features import build_feature_extractor
-    from slam_recipes.kmeans import NearestCentroid, load_centroids
+    from slam_recipes.kmeans import load_centroids
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,))
@@ -40,9 +45,7 @@ def main() -> None:
     # Model: features and centroids, checked against each other before any audio is read
     with state.main_process_first():  # the main process converts a pickled k-means once
         centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
-    extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype)
-    assigner = NearestCentroid(centroids, device)
-    assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())
+    extractor, assigner = build_audio_tokenizer(args, device, args.dtype, centroids)
     if state.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
         with open(os.path.join(args.output_dir, CONFIG_FILE), "w") as f:

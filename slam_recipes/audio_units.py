@@ -47,10 +47,7 @@ def open_audio_source(
     """(rows, audio columns, number of rows or None when streaming). A folder or glob of audio files gives rows
     `{"file": relative path, "audio": absolute path}`; an HF audio dataset (Hub name, `save_to_disk` folder, data
     files) gives its rows with every audio column left undecoded (bytes + path), to be read by `read_audio`."""
-    is_files = (os.path.isdir(source) and not _is_dataset_folder(source)) or (
-        not os.path.isdir(source) and os.path.splitext(source)[1].lower() in AUDIO_EXTENSIONS
-    )
-    if is_files:
+    if is_audio_files(source):
         root, files = find_audio_files(source)
         rows = [{"file": f, "audio": os.path.join(root, f)} for f in files]
         return rows, ["audio"], len(rows)
@@ -80,6 +77,28 @@ def open_audio_source(
         if isinstance(features[column], Audio):
             dataset = dataset.cast_column(column, Audio(decode=False))
     return dataset, columns, None if streaming else len(dataset)
+
+
+def is_audio_files(source: str) -> bool:
+    """A folder of audio files or an audio file / glob, rather than a dataset."""
+    if os.path.isdir(source):
+        return not _is_dataset_folder(source)
+    return os.path.splitext(source)[1].lower() in AUDIO_EXTENSIONS
+
+
+def build_audio_tokenizer(args, device: str, dtype: str = "auto", centroids: torch.Tensor | None = None):
+    """(feature extractor, nearest-centroid assigner) from a recipe's unit tokeniser settings (backend,
+    feature_model, layer, kmeans_path, allow_pickle_kmeans), checked against each other before any audio is read.
+    `centroids` skips loading them again when the caller already has them."""
+    from slam_recipes.features import build_feature_extractor
+    from slam_recipes.kmeans import NearestCentroid, load_centroids
+
+    if centroids is None:
+        centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
+    extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device, dtype=dtype)
+    assigner = NearestCentroid(centroids, device)
+    assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())
+    return extractor, assigner
 
 
 def _is_dataset_folder(path: str) -> bool:

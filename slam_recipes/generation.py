@@ -47,15 +47,6 @@ def cut_units(units: np.ndarray, durations: np.ndarray | None, max_frames: int) 
     return units[: max(1, keep)]
 
 
-def _is_audio_files(source: str) -> bool:
-    from slam_recipes.audio_units import _is_dataset_folder
-    from slam_recipes.features import AUDIO_EXTENSIONS
-
-    if os.path.isdir(source):
-        return not _is_dataset_folder(source)
-    return os.path.splitext(source)[1].lower() in AUDIO_EXTENSIONS
-
-
 def load_prompts(
     source: str,
     *,
@@ -72,11 +63,10 @@ def load_prompts(
     the first `num_prompts` of them, each cut to `prompt_seconds`. Returns the prompts and a summary of how they were
     made (kind, cut, resampled files). `tokenizer` is called only for audio prompts and returns `(extractor,
     assigner, dedup)`."""
-    if _is_audio_files(source):
-        from slam_recipes.features import find_audio_files
+    from slam_recipes.audio_units import is_audio_files, open_audio_source
 
-        root, files = find_audio_files(source)
-        rows = [{"file": f, "audio": os.path.join(root, f)} for f in files[:num_prompts]]
+    if is_audio_files(source):
+        rows = open_audio_source(source)[0][:num_prompts]
         prompts, summary = _audio_prompts(rows, "audio", None, source, prompt_seconds, tokenizer, num_units)
         return make_ids_unique(prompts), summary
 
@@ -121,16 +111,11 @@ def build_prompt_tokenizer(args, device: str):
     """A factory of the `(extractor, assigner, dedup)` that turns prompt audio into units (`load_prompts`)."""
 
     def factory():
-        from slam_recipes.features import build_feature_extractor
-        from slam_recipes.kmeans import NearestCentroid, load_centroids
+        from slam_recipes.audio_units import build_audio_tokenizer
 
         if not args.kmeans_path:
             raise ConfigError("audio prompts need kmeans_path (the centroids the model's units came from)")
-        centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
-        extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device)
-        assigner = NearestCentroid(centroids, device)
-        assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}")
-        return extractor, assigner, args.dedup
+        return (*build_audio_tokenizer(args, device), args.dedup)
 
     return factory
 
