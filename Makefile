@@ -5,7 +5,7 @@ CONFIG ?= recipes/demo/pretrain.yaml
 ACCELERATE_CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint format pretrain dpo eval bench clean
+.PHONY: install test lint format demo demo-corpus pretrain dpo eval bench clean
 
 install: .installed
 
@@ -26,7 +26,17 @@ format: install
 	$(PYTHON) -m ruff format .
 	$(PYTHON) -m ruff check --fix .
 
-# The main job: pretrain a speech LM (default: the CPU demo on the units shipped in data/demo).
+# The main job: the whole pipeline on CPU (pretrain → evaluate → DPO → evaluate) on the spoken demo corpus in data/demo,
+# ending with a results table and a loss / learning-rate plot in outputs/demo.
+demo: install
+	$(PYTHON) recipes/demo.py $(ARGS)
+
+# Rebuild the spoken demo corpus (espeak-ng, from the tts extra that `make install` includes) and compare it with the
+# committed one.
+demo-corpus: install
+	$(PYTHON) recipes/make_demo_corpus.py --verify data/demo
+
+# Pretrain a speech LM (default: the CPU demo on the units shipped in data/demo).
 #   make pretrain CONFIG=recipes/slam/pretrain.yaml ACCELERATE_CONFIG=accelerate_configs/a5000_24h.yaml
 pretrain: install
 	$(PYTHON) -m accelerate.commands.launch $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),--num_processes 1) recipes/pretrain.py --config $(CONFIG) $(ARGS)

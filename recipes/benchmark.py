@@ -117,7 +117,7 @@ def bench_evaluation(model_dir: str) -> list[dict]:
 
     model = load_speech_lm(model_dir, 500)
     demo = os.path.join(REPO, "data", "demo", "eval")
-    benchmarks = load_benchmarks([f"{name}={demo}/{name}.jsonl" for name in ("swuggy", "sblimp", "tsc")], 500)
+    benchmarks = load_benchmarks([f"{name}={demo}/{name}.parquet" for name in ("swuggy", "sblimp", "tsc")], 500)
     rows = []
     for name, benchmark in benchmarks.items():
         row = {"benchmark": name, "pairs": len(benchmark)}

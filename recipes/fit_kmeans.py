@@ -29,7 +29,10 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,), None)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    extractor = build_feature_extractor(args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype)
+    extractor = build_feature_extractor(
+        args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype,
+        mfcc_frame_rate=args.mfcc_frame_rate,
+    )  # fmt: skip
 
     # Data: a random sample of files (the first ones when streaming) up to sample_hours of audio
     rows, columns, total = open_audio_source(

@@ -8,7 +8,7 @@ Usage:
     python recipes/generate.py --model_name_or_path slprl/slam --prompts prompts/ --kmeans_path km500.safetensors --vocoder_path https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/hifigan_lj_mhubert_base_25hz.pt --output_dir outputs/generate
 
     # CPU, seconds, after `make pretrain`: the demo model continues the demo tSC story starts
-    python recipes/generate.py --model_name_or_path outputs/demo-pretrain --prompts data/demo/eval/tsc.jsonl --num_prompts 8 --output_dir outputs/demo-generate
+    python recipes/generate.py --model_name_or_path outputs/demo-pretrain --prompts data/demo/eval/tsc.parquet --num_prompts 8 --output_dir outputs/demo-generate
 
 Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos; load it with
 `datasets.load_dataset("json", ...)`), and with a vocoder audio/<id>.wav (prompt + continuation),

@@ -343,6 +343,9 @@ class UnitTokenizerArguments:
         metadata={"help": "Allow loading a pickled k-means (runs code); it is converted once to .safetensors."},
     )
     dedup: bool = field(default=True, metadata={"help": "Collapse consecutive repeated units."})
+    mfcc_frame_rate: int = field(
+        default=50, metadata={"help": "backend mfcc: frames per second (50, or 25 like mHuBERT-25Hz; the demo's)."}
+    )
 
     def check_backend(self) -> None:
         if self.backend not in ("hubert", "mfcc"):
@@ -599,9 +602,67 @@ class TokenizeArguments(UnitTokenizerArguments):
             "backend": self.backend,
             "feature_model": self.feature_model if self.backend == "hubert" else None,
             "layer": self.layer if self.backend == "hubert" else None,
+            "mfcc_frame_rate": self.mfcc_frame_rate if self.backend == "mfcc" else None,
             "kmeans_path": os.path.abspath(self.kmeans_path),
             "audio_columns": self.audio_columns,
             "dedup": self.dedup,
             "keep_durations": self.keep_durations,
             "shard_size": self.shard_size,
         }
+
+
+@dataclass
+class DemoCorpusArguments:
+    """recipes/make_demo_corpus.py: build (or verify) the offline spoken demo corpus."""
+
+    output_dir: str = field(default="data/demo", metadata={"help": "Where the corpus is written."})
+    seed: int = field(default=0, metadata={"help": "Seed of the texts, voices' assignment and k-means."})
+    verify: str | None = field(
+        default=None,
+        metadata={
+            "help": "A built corpus (e.g. data/demo): rebuild it with its seed in a temporary folder and compare."
+        },
+    )
+    only: list[str] | None = field(
+        default=None, metadata={"help": "Build only these datasets (e.g. eval/swuggy pretrain/validation)."}
+    )
+    max_rows: int | None = field(
+        default=None, metadata={"help": "Build only the first rows of each dataset (a multiple of 32: audio chunks)."}
+    )
+    kmeans_path: str | None = field(
+        default=None, metadata={"help": "Use these centroids instead of fitting a k-means on the training stories."}
+    )
+    num_workers: int = field(default=2, metadata={"help": "espeak-ng processes."})
+    overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace a corpus already in output_dir."})
+
+    def __post_init__(self):
+        from slam_recipes.demo_corpus import CHUNK_ROWS, DATASETS
+
+        unknown = sorted(set(self.only or []) - set(DATASETS))
+        if unknown:
+            raise ConfigError(f"only: unknown dataset(s) {unknown}; choose from {list(DATASETS)}")
+        if self.max_rows is not None and (self.max_rows < 1 or self.max_rows % CHUNK_ROWS):
+            raise ConfigError(f"max_rows must be a positive multiple of {CHUNK_ROWS}, got {self.max_rows}")
+        if self.num_workers < 1:
+            raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}")
+
+
+@dataclass
+class DemoArguments:
+    """recipes/demo.py: the whole pipeline (pretrain → evaluate → DPO → evaluate) on the demo corpus."""
+
+    output_dir: str = field(default="outputs/demo", metadata={"help": "Models, results and plot go here."})
+    pretrain_config: str = field(default="recipes/demo/pretrain.yaml", metadata={"help": "Pretraining recipe."})
+    dpo_config: str = field(default="recipes/demo/dpo.yaml", metadata={"help": "DPO recipe."})
+    eval_config: str = field(default="recipes/demo/eval.yaml", metadata={"help": "Evaluation recipe."})
+    pretrain_max_steps: int | None = field(default=None, metadata={"help": "Override the pretraining max_steps."})
+    dpo_max_steps: int | None = field(default=None, metadata={"help": "Override the DPO max_steps."})
+    seed: int | None = field(default=None, metadata={"help": "Override both training seeds."})
+
+    def __post_init__(self):
+        for name in ("pretrain_config", "dpo_config", "eval_config"):
+            if not os.path.isfile(getattr(self, name)):
+                raise ConfigError(f"{name}: no such recipe file {getattr(self, name)!r}")
+        for name in ("pretrain_max_steps", "dpo_max_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

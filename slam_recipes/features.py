@@ -127,20 +127,29 @@ def deltas(features: torch.Tensor, width: int = 2) -> torch.Tensor:
 
 
 class MFCCFeatures:
-    """13 MFCCs + Δ + ΔΔ at 50 frames/s (25 ms windows, 20 ms hop), mean-normalised per utterance.
+    """13 MFCCs + Δ + ΔΔ at `frame_rate` frames/s (50: 25 ms windows, 20 ms hop; 25: 40 ms windows and hop, the
+    frame rate of mHuBERT-25Hz), mean-normalised per utterance.
 
     An offline stand-in for HuBERT (it needs no download): it is what the demo corpus is tokenised with. MFCC units
     capture acoustics, not the phonetic content HuBERT units carry, so it is no replacement for HuBERT in real
     training."""
 
-    frames_per_second = 50
-    hop = SAMPLE_RATE // 50
-    window = 400
-
-    def __init__(self, num_coefficients: int = 13, num_mels: int = 40, n_fft: int = 512, device: str = "cpu"):
+    def __init__(
+        self,
+        num_coefficients: int = 13,
+        num_mels: int = 40,
+        n_fft: int = 512,
+        device: str = "cpu",
+        frame_rate: int = 50,
+    ):
+        if frame_rate <= 0 or SAMPLE_RATE % frame_rate:
+            raise ConfigError(f"mfcc_frame_rate must divide {SAMPLE_RATE}, got {frame_rate}")
         self.device = torch.device(device)
-        self.n_fft = n_fft
-        self.filters = mel_filterbank(num_mels, n_fft, SAMPLE_RATE).to(self.device)
+        self.frames_per_second = frame_rate
+        self.hop = SAMPLE_RATE // frame_rate
+        self.window = max(400, self.hop)  # 25 ms, or the whole hop when it is longer: no sample is skipped
+        self.n_fft = max(n_fft, 1 << (self.window - 1).bit_length())  # a power of two that holds the window
+        self.filters = mel_filterbank(num_mels, self.n_fft, SAMPLE_RATE).to(self.device)
         self.dct = dct_matrix(num_coefficients, num_mels).to(self.device)
         self.hann = torch.hann_window(self.window, periodic=True, device=self.device)
         self.dim = 3 * num_coefficients
@@ -243,10 +252,11 @@ def build_feature_extractor(
     layer: int = 11,
     device: str | None = None,
     dtype: str = "auto",
+    mfcc_frame_rate: int = 50,
 ):
-    """`hubert` (any HuBERT-family checkpoint at `layer`) or `mfcc` (offline)."""
+    """`hubert` (any HuBERT-family checkpoint at `layer`) or `mfcc` (offline, at `mfcc_frame_rate` frames/s)."""
     if backend == "mfcc":
-        return MFCCFeatures(device=device or "cpu")
+        return MFCCFeatures(device=device or "cpu", frame_rate=mfcc_frame_rate)
     if backend == "hubert":
         if not model_name_or_path:
             raise ConfigError("backend hubert needs feature_model (e.g. slprl/mhubert-base-25hz)")

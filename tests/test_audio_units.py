@@ -272,3 +272,16 @@ def test_tokenize_bad_kmeans_one_line_exit_2(tmp_path, hubert_dir, case):
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert not (out / "data").exists()
+
+
+def test_mfcc_frame_rate():
+    from slam_recipes.errors import ConfigError
+
+    audio = np.random.default_rng(0).standard_normal(16000).astype(np.float32)
+    for rate in (50, 25):
+        mfcc = MFCCFeatures(frame_rate=rate)
+        (features,) = mfcc([audio])
+        assert features.shape == (mfcc.num_frames(16000), 39) and abs(features.shape[0] - rate) <= 1
+    assert MFCCFeatures(frame_rate=25).window == 640  # no sample between two frames is skipped
+    with pytest.raises(ConfigError, match="mfcc_frame_rate must divide 16000, got 30"):
+        MFCCFeatures(frame_rate=30)

@@ -100,7 +100,7 @@ def test_tokenize_recipe_parses(path):
 
 def test_benchmark_options_in_training_recipes():
     _, _, args = parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"))
-    assert len(args.benchmarks) == 3 and args.mean_nll is True
+    assert len(args.benchmarks) == 4 and args.mean_nll is True
     with pytest.raises(ConfigError, match="benchmarks: the name 'a' is given twice"):
         parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--benchmarks", "a=x", "a=y")
     with pytest.raises(ConfigError, match="max_pairs must be at least 1"):
@@ -150,7 +150,7 @@ def test_cli_beats_yaml_beats_default():
     model_args, data_args, args = parse("--config", demo, "--learning_rate", "0.5", "--packing", "block")
     assert args.learning_rate == 0.5  # CLI
     assert data_args.packing == "block"  # CLI
-    assert args.max_steps == 300 and data_args.context_length == 512  # YAML
+    assert args.max_steps == 900 and data_args.context_length == 512  # YAML
     assert args.adam_beta1 == 0.9 and data_args.dedup is False  # defaults
 
 

@@ -1,8 +1,3 @@
-import glob
-import json
-import os
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -244,33 +239,6 @@ def test_prepared_rows_are_cached_on_disk(tmp_path):
     first = load(path)
     second = load(path)
     assert first.cache_files and first.cache_files[0]["filename"] == second.cache_files[0]["filename"]
-
-
-def test_demo_corpus_is_shipped_and_structured():
-    from conftest import REPO
-
-    with open(f"{REPO}/data/demo/pretrain/train.jsonl") as f:
-        rows = [json.loads(line) for line in f]
-    assert len(rows) >= 1000
-    units = [u for r in rows for u in r["units"]]
-    counts = np.bincount(units, minlength=500)
-    # Real sequential structure: far fewer distinct bigrams than uniformly random ids would give.
-    bigrams = {(a, b) for r in rows for a, b in zip(r["units"], r["units"][1:], strict=False)}
-    assert len(bigrams) < 0.05 * len(units)
-    assert (counts > 0).sum() > 400
-
-
-def test_demo_corpus_rebuild_reproduces_the_shipped_files(tmp_path):
-    from conftest import REPO
-
-    from slam_recipes.demo_data import write_demo_corpus
-
-    write_demo_corpus(str(tmp_path))
-    shipped = sorted(os.path.relpath(p, f"{REPO}/data/demo") for p in glob.glob(f"{REPO}/data/demo/*/*.jsonl"))
-    assert shipped == sorted(os.path.relpath(p, tmp_path) for p in glob.glob(f"{tmp_path}/*/*.jsonl"))
-    assert len(shipped) == 7  # pretrain and dpo train/validation, eval swuggy/sblimp/tsc
-    for name in shipped:
-        assert (tmp_path / name).read_bytes() == Path(REPO, "data", "demo", name).read_bytes(), name
 
 
 def test_check_packing_refuses_inexact_padding_free(tmp_path):

@@ -157,9 +157,9 @@ def test_sblimp_groups_by_type_subtype_and_id():
 
 
 def test_benchmark_specs():
-    assert parse_benchmark_specs(["tsc=data/eval/tsc", "data/demo/eval/swuggy.jsonl"]) == {
+    assert parse_benchmark_specs(["tsc=data/eval/tsc", "data/demo/eval/swuggy.parquet"]) == {
         "tsc": "data/eval/tsc",
-        "swuggy": "data/demo/eval/swuggy.jsonl",
+        "swuggy": "data/demo/eval/swuggy.parquet",
     }
     with pytest.raises(Exception, match="given twice"):
         parse_benchmark_specs(["a=x", "a=y"])
@@ -365,7 +365,7 @@ def test_convert_then_evaluate_recipes(tmp_path, tiny_unit_lm_dir):
     )
     assert again.returncode == 2 and "already exists" in again.stderr
 
-    demo = os.path.join(REPO, "data", "demo", "eval", "tsc.jsonl")
+    demo = os.path.join(REPO, "data", "demo", "eval", "tsc.parquet")
     result = run(
         EVALUATE, "--model_name_or_path", tiny_unit_lm_dir, "--benchmarks", f"ssc={out}", f"tsc={demo}",
         "--max_pairs", "40", "--output_dir", str(tmp_path / "results"),
@@ -412,7 +412,7 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
     from slam_recipes.trainer import UnitLMTrainer
 
     demo = os.path.join(REPO, "data", "demo", "eval")
-    benchmarks = load_benchmarks([f"tsc={demo}/tsc.jsonl", f"swuggy={demo}/swuggy.jsonl"], 500, max_pairs=20)
+    benchmarks = load_benchmarks([f"tsc={demo}/tsc.parquet", f"swuggy={demo}/swuggy.parquet"], 500, max_pairs=20)
     rows = Dataset.from_dict({"input_ids": [[1, 5, 6, 7, 1], [1, 8, 9, 1]] * 4})
     args = PretrainConfig(
         output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", max_steps=2, eval_strategy="steps",
@@ -459,7 +459,7 @@ def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
         eval_dataset=pairs.select(range(8)),
         processing_class=build_unit_tokenizer(500),
     )
-    trainer.benchmarks = load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.jsonl"], 500, max_pairs=10)
+    trainer.benchmarks = load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.parquet"], 500, max_pairs=10)
     metrics = trainer.evaluate()
     assert "eval_rewards/margins" in metrics and 0 <= metrics["eval_tsc"] <= 100
     assert any("eval_tsc" in h for h in trainer.state.log_history)

@@ -39,6 +39,10 @@ def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
     result = run_script(
         "--output_dir",
         str(out),
+        "--per_device_train_batch_size",
+        "8",
+        "--max_pairs",
+        "40",
         "--max_steps",
         "60",
         "--logging_steps",

@@ -27,7 +27,7 @@ def test_quick_start_is_exactly_two_commands():
     section = README.split("## Quick start", 1)[1]
     block = re.search(r"```bash\n(.*?)```", section, flags=re.S).group(1)
     commands = [line.split("#")[0].strip() for line in block.splitlines() if line.split("#")[0].strip()]
-    assert commands == ["make pretrain", "make test"]
+    assert commands == ["make demo", "make test"]
 
 
 def test_make_targets_exist():
@@ -50,8 +50,20 @@ DPO_COMMANDS = sorted(set(re.findall(r"recipes/dpo\.py (--config [^`|\n]+)", REA
 EVAL_COMMANDS = sorted(set(re.findall(r"recipes/evaluate\.py (--config [^`|\n]+)", README)))
 
 
+CORPUS_COMMANDS = sorted(set(re.findall(r"recipes/make_demo_corpus\.py (--[^`|\n#]+)", README)))
+
+
+@pytest.mark.parametrize("command", CORPUS_COMMANDS)
+def test_quoted_demo_corpus_commands_parse(command):
+    from slam_recipes.configs import DemoCorpusArguments
+
+    (args,) = parse_recipe_args((DemoCorpusArguments,), shlex.split(command))
+    assert args.output_dir and (args.verify is None or os.path.isdir(os.path.join(REPO, args.verify)))
+
+
 def test_the_readme_quotes_the_recipes():
     assert len(PRETRAIN_COMMANDS) >= 4 and len(DPO_COMMANDS) >= 3 and len(EVAL_COMMANDS) >= 2
+    assert len(CORPUS_COMMANDS) >= 2
 
 
 @pytest.mark.parametrize("command", EVAL_COMMANDS)

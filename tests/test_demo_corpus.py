@@ -1,0 +1,266 @@
+"""The offline spoken demo corpus: the text generator, the minimal pairs, the committed data and its rebuild."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import REPO
+
+from slam_recipes import demo_text
+from slam_recipes.demo_corpus import (
+    DATASETS,
+    EVAL_VOICES,
+    MANIFEST_FILE,
+    TRAIN_VOICES,
+    CorpusSizes,
+    compare_corpus,
+    corpus_texts,
+    read_rows,
+)
+
+DEMO = os.path.join(REPO, "data", "demo")
+# The quick pipeline (120 pretraining steps, 10 DPO steps: ≈ 2 min) measured over seeds 1-3, before / after DPO:
+# sWUGGY-like 79.1-79.6, sBLIMP-like 58.9-60.6, tSC-like 72.3-74.8 (sSC-like stays at chance, 47-49, so it has no
+# floor). The floors sit 5-9 points (over 5 standard deviations) below the lowest score seen, and 4-20 above chance.
+QUICK_PRETRAIN_STEPS = 120
+QUICK_FLOORS = {"swuggy": 70.0, "sblimp": 54.0, "tsc": 64.0}
+SMALL = CorpusSizes(pretrain_train=40, pretrain_validation=8, dpo_train=8, dpo_validation=4, sblimp_items=6,
+                    story_items=6)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def manifest():
+    with open(os.path.join(DEMO, MANIFEST_FILE)) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def committed():
+    return {name: read_rows(os.path.join(DEMO, name + ".parquet")) for name in DATASETS}
+
+
+def _words(text: str) -> list[str]:
+    return text.replace(".", "").split()
+
+
+def test_text_generator_is_deterministic():
+    assert corpus_texts(3, SMALL) == corpus_texts(3, SMALL)
+    assert corpus_texts(3, SMALL)["pretrain/train"] != corpus_texts(4, SMALL)["pretrain/train"]
+    stories = demo_text.stories(20, seed=1)
+    assert [s.text for s in stories] == [s.text for s in demo_text.stories(20, seed=1)]
+    assert {s.topic for s in stories} == set(demo_text.TOPICS)
+
+
+def test_stories_follow_the_grammar():
+    words = demo_text.lexicon()
+    singular_verbs = {pair[1] for t in demo_text.TOPICS.values() for pair in t["verbs"]}
+    plural_nouns = {pair[1] for t in demo_text.TOPICS.values() for pair in t["nouns"]}
+    kinds = set()
+    for item in demo_text.stories(100, seed=2):
+        topic_words = {w for pair in demo_text.TOPICS[item.topic]["nouns"] + demo_text.TOPICS[item.topic]["verbs"]
+                       for w in pair}  # fmt: skip
+        for sentence in item.sentences:
+            phrase = sentence.words[slice(*sentence.subject)]
+            plural = phrase[-1] in plural_nouns
+            assert plural == sentence.subject_plural
+            assert phrase[0] in demo_text.DETERMINERS[plural][0] + demo_text.DETERMINERS[plural][1]  # agreement
+            assert (sentence.words[sentence.verb] in singular_verbs) != plural  # subject-verb agreement
+            kinds.add(len(sentence.objects))
+            for w in sentence.words:  # nouns and verbs come from the story's topic only
+                if w in words["nouns"] or w in words["verbs"]:
+                    assert w in topic_words, (item.topic, w)
+        # The ending is the hero acting on the thing of the first sentence.
+        last, first = item.sentences[-1], item.sentences[0]
+        assert last.words[last.subject[1] - 1] == first.words[first.subject[1] - 1]
+        assert last.words[slice(*last.objects[0])][-1] == first.words[slice(*first.objects[0])][-1]
+    assert kinds == {1, 2}  # transitive, transitive + place
+
+
+def test_titles_are_short_utterances_of_the_storys_words():
+    rng = np.random.default_rng(0)
+    lexicon = demo_text.lexicon()
+    for item in demo_text.stories(30, seed=3):
+        title = item.title(rng)
+        words = title.rstrip(".").lower().split()
+        assert title.endswith(".") and 1 <= len(words) <= 3
+        assert words[-1] in lexicon["nouns"] and words[-1] in _words(item.text)  # a noun of the story
+        assert all(w in lexicon["nouns"] + lexicon["adjectives"] + ["and"] for w in words)
+
+
+def test_voices_held_out_of_training():
+    combos = {(v.voice, v.rate, v.pitch) for v in TRAIN_VOICES + EVAL_VOICES}
+    assert len(combos) == len(TRAIN_VOICES) + len(EVAL_VOICES) >= 8
+    assert not {v.name for v in EVAL_VOICES} & {v.name for v in TRAIN_VOICES}
+
+
+def test_committed_texts_are_the_generators(manifest, committed):
+    texts = corpus_texts(manifest["seed"], CorpusSizes(**manifest["sizes"]))
+    for name in DATASETS:
+        rows = committed[name]
+        assert len(rows) == len(texts[name]) == manifest["datasets"][name]["rows"], name
+        for row, expected in zip(rows, texts[name], strict=True):
+            assert {k: row[k] for k in expected} == expected, name
+
+
+def test_splits_hold_different_stories(committed):
+    def stories(name):
+        return {r["units_text"] for r in committed[name] if not r["id"].endswith("-title")}
+
+    train = stories("pretrain/train")
+    assert len(train) == len(committed["pretrain/train"]) // 2  # a title row, then its story
+    assert not train & stories("pretrain/validation")
+    assert not train & {r["prompt_text"] + " " + r["chosen_text"] for r in committed["dpo/train"]}
+    for name in ("eval/ssc", "eval/tsc"):
+        assert not train & {r["positive_text"] for r in committed[name]}
+    train_voices = {v.name for v in TRAIN_VOICES}
+    assert {r["voice"] for name in DATASETS if name.startswith(("pretrain", "dpo")) for r in committed[name]} <= (
+        train_voices
+    )
+    assert {r["voice"] for name in DATASETS if name.startswith("eval") for r in committed[name]} == {
+        v.name for v in EVAL_VOICES
+    }
+
+
+def test_sblimp_pairs_break_exactly_one_rule(committed):
+    verb_forms = {w: pair for t in demo_text.TOPICS.values() for pair in t["verbs"] for w in pair}
+    adjectives, nouns = set(demo_text.lexicon()["adjectives"]), set(demo_text.lexicon()["nouns"])
+    types = set()
+    for row in committed["eval/sblimp"]:
+        good, bad = _words(row["positive_text"]), _words(row["negative_text"])
+        assert len(good) == len(bad)
+        diff = [i for i, (a, b) in enumerate(zip(good, bad, strict=True)) if a != b]
+        types.add(row["type"])
+        if row["type"] == "subject_verb_agreement":
+            (i,) = diff
+            assert verb_forms[good[i]] == verb_forms[bad[i]] and good[i] != bad[i]
+        elif row["type"] == "determiner_noun_agreement":
+            (i,) = diff
+            assert demo_text.OTHER_NUMBER[good[i]] == bad[i]
+        else:
+            i, j = diff
+            assert j == i + 1 and (good[i], good[j]) == (bad[j], bad[i])
+            assert good[i] in adjectives and good[j] in nouns
+    assert types == set(demo_text.SBLIMP_TYPES)
+
+
+def test_story_pairs_differ_only_in_the_ending(committed):
+    topic_of = {w: t for t, spec in demo_text.TOPICS.items() for pair in spec["nouns"] + spec["verbs"] for w in pair}
+    for row in committed["eval/ssc"] + committed["eval/tsc"]:
+        good = row["positive_text"].split(". ")
+        bad = row["negative_text"].split(". ")
+        assert good[:-1] == bad[:-1] and good[-1] != bad[-1]
+    for row in committed["eval/ssc"]:  # same topic; the negative's object noun never occurs in the story
+        story, wrong = _words(row["positive_text"]), _words(row["negative_text"].split(". ")[-1])
+        assert {topic_of[w] for w in wrong if w in topic_of} == {topic_of[w] for w in story if w in topic_of}
+        assert wrong[-1] not in story
+    for row in committed["eval/tsc"]:  # another topic
+        ending = _words(row["negative_text"].split(". ")[-1])
+        assert (
+            {topic_of[w] for w in ending if w in topic_of}
+            == {t for t in demo_text.TOPICS if t != row["topic"]} & {topic_of[w] for w in ending if w in topic_of}
+            != set()
+        )
+
+
+def test_swuggy_nonwords_are_new_and_matched(committed):
+    lexicon = {w for words in demo_text.lexicon().values() for w in words}
+    for row in committed["eval/swuggy"]:
+        assert row["positive_text"] in lexicon and row["negative_text"] not in lexicon
+        assert demo_text.syllables(row["negative_text"]) == demo_text.syllables(row["positive_text"])
+    assert min(r["frequency"] for r in committed["eval/swuggy"]) > 0  # every word occurs in the training stories
+
+
+def test_units_are_in_range_and_structured(manifest, committed):
+    rows = committed["pretrain/train"]
+    units = np.concatenate([np.asarray(r["units"]) for r in rows])
+    assert units.max() < 500 and (np.bincount(units, minlength=500) > 0).sum() > 450
+    assert all(r["units"][i] != r["units"][i + 1] for r in rows[:50] for i in range(len(r["units"]) - 1))  # dedup
+    assert manifest["units"] == {"backend": "mfcc", "mfcc_frame_rate": 25, "num_units": 500, "dedup": True,
+                                 "kmeans": "kmeans.safetensors"}  # fmt: skip
+
+
+def test_rebuild_reproduces_the_committed_units(tmp_path):
+    """A rebuild with the committed seed (texts → espeak-ng → MFCC → the committed k-means) gives the same units; a
+    corpus that differs in one unit is caught, naming the dataset and row."""
+    command = [sys.executable, os.path.join(REPO, "recipes", "make_demo_corpus.py"), "--only", "eval/swuggy",
+               "pretrain/validation", "--max_rows", "32", "--kmeans_path", os.path.join(DEMO, "kmeans.safetensors")]  # fmt: skip
+    done = subprocess.run([*command, "--verify", DEMO], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "reproduced exactly" in done.stdout
+
+    tampered = tmp_path / "demo"
+    shutil.copytree(DEMO, tampered)
+    rows = read_rows(str(tampered / "eval" / "swuggy.parquet"))
+    rows[5]["negative"][0] = (rows[5]["negative"][0] + 1) % 500
+    from slam_recipes.audio_units import write_shard
+
+    write_shard(str(tampered / "eval" / "swuggy.parquet"), rows, ["positive", "negative"])
+    assert compare_corpus(DEMO, str(tampered), ["eval/swuggy"]) == ["eval/swuggy: row 5 differs in 'negative'"]
+    done = subprocess.run([*command, "--verify", str(tampered)], capture_output=True, text=True)
+    assert done.returncode != 0
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "eval/swuggy: row 5" in done.stderr
+
+
+def test_quick_demo_pipeline_learns(tmp_path):
+    """recipes/demo.py end to end (pretrain → evaluate → DPO → evaluate), shortened: every benchmark except the hard
+    sSC-like one ends above chance by a margin well outside the spread measured over seeds (see QUICK_FLOORS)."""
+    out = tmp_path / "demo"
+    command = [sys.executable, os.path.join(REPO, "recipes", "demo.py"), "--output_dir", str(out),
+               "--pretrain_max_steps", str(QUICK_PRETRAIN_STEPS), "--dpo_max_steps", "10"]  # fmt: skip
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    for stage in ("before DPO", "after DPO"):
+        for name, floor in QUICK_FLOORS.items():
+            assert results["scores"][stage][name] >= floor, (stage, name, results["scores"])
+    assert (out / "training.png").stat().st_size > 10_000
+    assert "| tsc |" in (out / "results.md").read_text()
+
+
+def test_corpus_arguments_and_output_dir_are_checked(tmp_path):
+    from slam_recipes.configs import DemoCorpusArguments
+    from slam_recipes.demo_corpus import write_corpus
+    from slam_recipes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"only: unknown dataset\(s\) \['eval/nope'\]"):
+        DemoCorpusArguments(only=["eval/nope"])
+    with pytest.raises(ConfigError, match="max_rows must be a positive multiple of 32, got 10"):
+        DemoCorpusArguments(max_rows=10)
+    (tmp_path / "keep.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not empty; pass overwrite_output_dir"):
+        write_corpus(str(tmp_path), only=["eval/swuggy"], max_rows=32)
+    assert os.listdir(tmp_path) == ["keep.txt"]  # nothing written or removed
+
+
+def test_demo_refuses_a_missing_recipe_before_running_anything(tmp_path):
+    done = subprocess.run(
+        [sys.executable, os.path.join(REPO, "recipes", "demo.py"), "--output_dir", str(tmp_path / "out"),
+         "--dpo_config", "recipes/demo/nope.yaml"],
+        capture_output=True, text=True, cwd=REPO,
+    )  # fmt: skip
+    assert done.returncode == 2
+    assert done.stderr.strip() == "error: dpo_config: no such recipe file 'recipes/demo/nope.yaml'"
+    assert not (tmp_path / "out").exists()
+
+
+def test_training_plot_and_results_table(tmp_path):
+    from slam_recipes.reports import plot_training, results_table, series
+
+    history = [{"loss": 6.0 - i / 10, "learning_rate": 1e-3 * (1 - i / 20), "step": i} for i in range(1, 20)]
+    history += [{"eval_loss": 4.0, "step": 10}, {"eval_loss": 3.0, "step": 19}, {"train_runtime": 5.0, "step": 19}]
+    assert series(history, "eval_loss") == ([10, 19], [4.0, 3.0])
+    path = plot_training({"pretraining": history, "DPO": history[:5]}, str(tmp_path / "plots" / "training.png"))
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    table = results_table({"before DPO": {"tsc": 91.25, "sblimp": 70.0}, "after DPO": {"tsc": 97.5}}, {"tsc": 90})
+    assert table.splitlines() == [
+        "| metric | before DPO | after DPO | target |",
+        "|---|---|---|---|",
+        "| tsc | 91.2 | 97.5 | ≥ 90 |",
+        "| sblimp | 70.0 | — |  |",
+    ]
