@@ -77,11 +77,13 @@ class CorpusSizes:
 # ---------------------------------------------------------------------------------------------------------------------
 # Texts
 # ---------------------------------------------------------------------------------------------------------------------
-def _unique_stories(num: int, rng: np.random.Generator, used: set[str]) -> list[demo_text.Story]:
-    """`num` stories whose texts are not in `used` (then added to it), topics in turn."""
+def _unique_stories(
+    num: int, rng: np.random.Generator, used: set[str], topic: str | None = None
+) -> list[demo_text.Story]:
+    """`num` stories whose texts are not in `used` (then added to it): on `topic`, or on every topic in turn."""
     names, found = list(demo_text.TOPICS), []
     while len(found) < num:
-        item = demo_text.story(rng, names[len(found) % len(names)])
+        item = demo_text.story(rng, topic or names[len(found) % len(names)])
         if item.text not in used:
             used.add(item.text)
             found.append(item)
@@ -114,7 +116,7 @@ def corpus_texts(seed: int, sizes: CorpusSizes) -> dict[str, list[dict]]:
         for i in range(num):
             item, other = items[2 * i], items[2 * i + 1]  # `other` is a random topic: consecutive topics differ
             if rng.random() < 0.5:  # half the rejected continuations come from a story on the same topic
-                other = _same_topic(rng, item.topic, used)
+                (other,) = _unique_stories(1, rng, used, topic=item.topic)
             rows.append(
                 {"id": f"{split.split('/')[1]}-{i}", "prompt_text": item.sentences[0].text + ".",
                  "chosen_text": " ".join(s.text + "." for s in item.sentences[1:]),
@@ -124,14 +126,6 @@ def corpus_texts(seed: int, sizes: CorpusSizes) -> dict[str, list[dict]]:
         texts[split] = rows
     texts.update(_benchmark_texts(rng, sizes, used, counts))
     return texts
-
-
-def _same_topic(rng: np.random.Generator, topic: str, used: set[str]) -> demo_text.Story:
-    while True:
-        item = demo_text.story(rng, topic)
-        if item.text not in used:
-            used.add(item.text)
-            return item
 
 
 def _benchmark_texts(rng, sizes: CorpusSizes, used: set[str], counts: dict[str, int]) -> dict[str, list[dict]]:
@@ -314,10 +308,18 @@ def write_corpus(output_dir: str, *, overwrite: bool = False, **kwargs) -> dict:
     return manifest
 
 
-def compare_corpus(reference_dir: str, rebuilt_dir: str, names: list[str], max_rows: int | None = None) -> list[str]:
+def compare_corpus(
+    reference_dir: str, rebuilt_dir: str, names: list[str], max_rows: int | None = None, kmeans: bool = False
+) -> list[str]:
     """Differences between two corpora, one line per dataset that differs (its first differing row and column);
-    with `max_rows`, only the first rows of the reference are compared."""
+    with `max_rows`, only the first rows of the reference are compared; with `kmeans`, the centroids too."""
+    from slam_recipes.kmeans import load_centroids
+
     problems = []
+    if kmeans and not load_centroids(os.path.join(reference_dir, KMEANS_FILE)).equal(
+        load_centroids(os.path.join(rebuilt_dir, KMEANS_FILE))
+    ):
+        problems.append(f"{KMEANS_FILE}: the refitted centroids differ")
     for name in names:
         reference = read_rows(os.path.join(reference_dir, name + ".parquet"))
         rebuilt = read_rows(os.path.join(rebuilt_dir, name + ".parquet"))

@@ -42,11 +42,16 @@ def tts_version() -> str:
     return f"espeakng-loader {version('espeakng-loader')}"
 
 
-def _library():
+def _loader():
     try:
         import espeakng_loader
     except ImportError as err:
         raise ConfigError('building the demo corpus needs espeak-ng: pip install -e ".[tts]"') from err
+    return espeakng_loader
+
+
+def _library():
+    espeakng_loader = _loader()
     lib = ctypes.CDLL(espeakng_loader.get_library_path())
     lib.espeak_Initialize.restype = ctypes.c_int
     lib.espeak_ng_SetRandSeed.argtypes = [ctypes.c_long]
@@ -89,10 +94,7 @@ def speak(
 ) -> tuple[int, list[np.ndarray]]:
     """(sample rate, int16 waveforms) of each (text, voice), in order. Chunks of `chunk_size` items are spoken by fresh
     processes (`num_workers` at a time), so the audio of an item depends only on its chunk, not on the pool."""
-    try:  # fail early, in this process, when espeak-ng is missing
-        import espeakng_loader  # noqa: F401
-    except ImportError as err:
-        raise ConfigError('building the demo corpus needs espeak-ng: pip install -e ".[tts]"') from err
+    _loader()  # fail early, in this process, when espeak-ng is missing
     parts = [items[i : i + chunk_size] for i in range(0, len(items), chunk_size)]
     context = multiprocessing.get_context("fork")  # children use only ctypes and numpy
     with context.Pool(num_workers, maxtasksperchild=1) as pool:

@@ -200,6 +200,7 @@ def test_rebuild_reproduces_the_committed_units(tmp_path):
 
     write_shard(str(tampered / "eval" / "swuggy.parquet"), rows, ["positive", "negative"])
     assert compare_corpus(DEMO, str(tampered), ["eval/swuggy"]) == ["eval/swuggy: row 5 differs in 'negative'"]
+    assert compare_corpus(DEMO, str(tampered), [], kmeans=True) == []  # the copied centroids are the same
     done = subprocess.run([*command, "--verify", str(tampered)], capture_output=True, text=True)
     assert done.returncode != 0
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "eval/swuggy: row 5" in done.stderr
