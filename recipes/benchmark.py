@@ -1,11 +1,14 @@
-"""Benchmark the recipes on this machine: unit-dataset preparation, demo pretraining and DPO throughput, and the
-speed of the pairwise likelihood evaluation.
+"""Benchmark the recipes on this machine: unit-dataset preparation, pretraining throughput variant by variant (padded,
+block, padding-free with each attention kernel, then optimisations kept only when they pay), demo DPO pairs/s, the
+pairwise likelihood evaluation, and audio → units.
 
 Usage:
-    make bench
-    python recipes/benchmark.py --num_utterances 20000 --train_steps 60 --output_dir bench_results
+    make bench                                            # every section; on CPU the throughput uses a tiny model
+    python recipes/benchmark.py --only throughput         # on a GPU: the real Slam model (Qwen2.5-0.5B architecture)
+    python recipes/benchmark.py --only throughput --throughput_recipe recipes/slam_scaled/pretrain.yaml
 
-Prints a markdown table and writes `<output_dir>/bench.json`. Not a test: numbers depend on the machine.
+Prints markdown tables and writes `<output_dir>/bench.json` (and `<output_dir>/throughput/throughput.json`). Not a
+test: numbers depend on the machine.
 """
 
 import argparse
@@ -43,29 +46,77 @@ def write_synthetic_units(folder: str, num_utterances: int, seed: int = 0) -> di
     return paths
 
 
-def bench_preparation(num_utterances: int, context_length: int) -> list[dict]:
+STRING_BASELINE = "audio_repr jsonl → WordLevel tokenizer (slamkit-style)"
+
+
+def string_tokenizer_ids(dataset, num_units: int):
+    """The slamkit-style baseline: `<Un..>` strings through a tokenizers WordLevel model (this package's unit
+    tokenizer), framed `<S> ... <S>`, by a batched `datasets.map`."""
+    from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, build_unit_tokenizer
+
+    tokenizer = build_unit_tokenizer(num_units)
+
+    def encode(batch):
+        texts = [BOS_TOKEN + text + EOS_TOKEN for text in batch["audio_repr"]]
+        return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
+
+
+def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3) -> dict:
+    """Load, then units → token ids, for each input form (this package's vectorised path), against the string
+    tokeniser path on the same utterances (checked to give the same ids); then padding-free packing. Each stage's
+    time is the fastest of `repeats` runs."""
     import datasets
 
-    from slam_recipes.data import build_pretraining_datasets, count_tokens
+    from slam_recipes.data import count_tokens, load_source, pack, to_token_ids
 
-    rows = []
+    no_chunking = 1 << 30  # the string path does not chunk: compare whole utterances
+    rows, outputs = [], {}
     with tempfile.TemporaryDirectory() as folder:
         paths = write_synthetic_units(folder, num_utterances)
+        paths[STRING_BASELINE] = paths["audio_repr jsonl"]
         for name, path in paths.items():
-            datasets.config.HF_DATASETS_CACHE = os.path.join(folder, f"cache-{len(rows)}")  # cold cache each time
-            start = time.perf_counter()
-            train, _ = build_pretraining_datasets([path], num_units=500, context_length=context_length)
-            seconds = time.perf_counter() - start
-            tokens = count_tokens(train)
+            load_s, ids_s = [], []
+            for attempt in range(repeats):  # the fastest of `repeats` cold runs (a new cache folder each)
+                datasets.config.HF_DATASETS_CACHE = os.path.join(folder, f"cache-{len(rows)}-{attempt}")
+                start = time.perf_counter()
+                [(label, dataset)] = load_source(path)
+                loaded = time.perf_counter()
+                if name == STRING_BASELINE:
+                    ids = string_tokenizer_ids(dataset, 500)
+                else:
+                    ids = to_token_ids(dataset, label, num_units=500, context_length=no_chunking)
+                load_s.append(loaded - start)
+                ids_s.append(time.perf_counter() - loaded)
+            tokens = count_tokens(ids)
+            outputs[name] = ids
             rows.append(
                 {
-                    "input": name,
+                    "input": name if name == STRING_BASELINE else f"{name} → unit path",
                     "tokens": tokens,
-                    "seconds": round(seconds, 2),
-                    "tokens_per_s": round(tokens / seconds),
+                    "load_s": round(min(load_s), 3),
+                    "ids_s": round(min(ids_s), 3),
+                    "ids_tokens_per_s": round(tokens / min(ids_s)),
+                    "total_tokens_per_s": round(tokens / (min(load_s) + min(ids_s))),
                 }
             )
-    return rows
+        baseline = outputs[STRING_BASELINE]
+        checked = min(len(baseline), 1000)
+        if baseline[:checked]["input_ids"] != outputs["parquet"][:checked]["input_ids"]:
+            raise RuntimeError("the string tokeniser path and the unit path disagree on token ids")
+        start = time.perf_counter()
+        packed = pack(outputs["parquet"], context_length)
+        packing = {"rows": len(packed), "seconds": round(time.perf_counter() - start, 3)}
+    by_input = {row["input"]: row for row in rows}
+    string, parquet = by_input[STRING_BASELINE], by_input["parquet → unit path"]
+    return {
+        "rows": rows,
+        "checked_rows": checked,
+        "packing": packing,
+        "ids_speedup_parquet_vs_string": round(parquet["ids_tokens_per_s"] / string["ids_tokens_per_s"], 1),
+        "total_speedup_parquet_vs_string": round(parquet["total_tokens_per_s"] / string["total_tokens_per_s"], 1),
+    }
 
 
 def bench_training(steps: int, output_dir: str) -> dict:
@@ -84,7 +135,11 @@ def bench_training(steps: int, output_dir: str) -> dict:
 
 
 def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
-    """The demo DPO recipe from the benchmark's demo model, with and without precomputed reference log-probs."""
+    """The demo DPO recipe from the benchmark's demo model, with and without precomputed reference log-probs.
+    (Padding-free DPO batches: TRL 1.16's DPOTrainer turns `padding_free` off with a warning, so the real-token
+    fraction shows what padding costs instead.)"""
+    from slam_recipes.throughput import summarise_logs
+
     rows = []
     for precompute in (False, True):
         run_dir = os.path.join(output_dir, f"demo-dpo-precompute-{precompute}")
@@ -98,11 +153,15 @@ def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
         wall = time.perf_counter() - start
         with open(os.path.join(run_dir, "train_results.json")) as f:
             metrics = json.load(f)
+        with open(os.path.join(run_dir, "trainer_state.json")) as f:
+            logs = summarise_logs(json.load(f)["log_history"])
         rows.append(
             {
                 "precompute_ref_log_probs": precompute,
                 "steps": steps,
                 "train_pairs_per_s": round(metrics["train_samples_per_second"], 2),
+                "real_token_fraction": logs["real_token_fraction"],
+                "data_wait_fraction": logs["data_wait_fraction"],
                 "script_seconds": round(wall, 1),
             }
         )
@@ -175,68 +234,131 @@ def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
     return result
 
 
-def main() -> None:
+SECTIONS = ("preparation", "throughput", "training", "dpo", "evaluation", "tokenization")
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="Sections to run.")
     parser.add_argument("--num_utterances", type=int, default=20000)
     parser.add_argument("--context_length", type=int, default=1024)
+    parser.add_argument("--throughput_recipe", default=os.path.join(REPO, "recipes", "slam", "pretrain.yaml"))
+    parser.add_argument("--throughput_steps", type=int, default=None, help="Default: 20 on a GPU, 16 on CPU.")
+    parser.add_argument("--repeats", type=int, default=None, help="Runs per variant. Default: 1 on a GPU, 2 on CPU.")
+    parser.add_argument("--peak_tflops", type=float, default=None, help="Default: datasheet (GPU) / measured (CPU).")
     parser.add_argument("--train_steps", type=int, default=60)
     parser.add_argument("--dpo_steps", type=int, default=30)
     parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_results"))
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = build_parser().parse_args()
     os.makedirs(args.output_dir, exist_ok=True)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import datasets
     import torch
+    import transformers
 
     datasets.disable_progress_bars()
-    preparation = bench_preparation(args.num_utterances, args.context_length)
-    training = bench_training(args.train_steps, args.output_dir)
-    dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
-    evaluation = bench_evaluation(os.path.join(args.output_dir, "demo-train"))
-    tokenization = bench_tokenization()
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}"
-
-    print(f"## slam-recipes benchmark ({machine})\n")
-    print("| unit-dataset preparation (load → ids → pack) | tokens | seconds | tokens/s |")
-    print("|---|---:|---:|---:|")
-    for row in preparation:
-        print(f"| {row['input']} | {row['tokens']:,} | {row['seconds']} | {row['tokens_per_s']:,} |")
-    print("\n| training | steps | tokens/s |")
-    print("|---|---:|---:|")
-    print(f"| {training['recipe']} | {training['steps']} | {training['tokens_per_s']:,} |")
-    print("\n| DPO (recipes/demo/dpo.yaml) | steps | train pairs/s | script seconds (incl. start-up) |")
-    print("|---|---:|---:|---:|")
-    for row in dpo:
-        name = "precomputed reference log-probs" if row["precompute_ref_log_probs"] else "reference model in the loop"
-        print(f"| {name} | {row['steps']} | {row['train_pairs_per_s']} | {row['script_seconds']} |")
-    print(
-        "\n| likelihood evaluation (data/demo/eval) | pairs | pairs/s, batched by length | pairs/s, one sample per forward |"
-    )
-    print("|---|---:|---:|---:|")
-    for row in evaluation:
-        print(
-            f"| {row['benchmark']} | {row['pairs']} | {row['batched_pairs_per_s']} | "
-            f"{row['one_sample_per_forward_pairs_per_s']} |"
-        )
-    t = tokenization
-    print("\n| audio → units | value |")
-    print("|---|---:|")
-    print(f"| MFCC backend, audio-s/s | {t['mfcc_audio_s_per_s']} |")
-    print(f"| tiny random HuBERT (4 layers, width 64, base strides), audio-s/s | {t['tiny_hubert_audio_s_per_s']} |")
-    print(
-        f"| nearest centroid on {t['assign_device']}, {t['frames']:,} frames × 500 × 768: torch s / scikit-learn "
-        f"predict s | {t['torch_assign_seconds']} / {t['sklearn_predict_seconds']} (×{t['assign_speedup']}, same units "
-        f"for {100 * t['assign_agreement']:.2f} %) |"
+    cuda = torch.cuda.is_available()
+    device = (
+        torch.cuda.get_device_name()
+        if cuda
+        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
     )
     result = {
-        "machine": machine,
-        "preparation": preparation,
-        "training": training,
-        "dpo": dpo,
-        "evaluation": evaluation,
-        "tokenization": tokenization,
+        "date": time.strftime("%Y-%m-%d"),
+        "machine": device,
+        "versions": {
+            "torch": torch.__version__,
+            "transformers": transformers.__version__,
+            "datasets": datasets.__version__,
+            "cuda": torch.version.cuda,
+        },
     }
+    print(f"## slam-recipes benchmark ({device}, torch {torch.__version__}, transformers {transformers.__version__})")
+    if "preparation" in args.only:
+        result["preparation"] = prep = bench_preparation(args.num_utterances, args.context_length)
+        print(
+            f"\n{args.num_utterances:,} synthetic utterances; each stage the fastest of 3 cold runs; the token ids of"
+        )
+        print(f"the string path and the unit path checked equal on {prep['checked_rows']:,} rows.\n")
+        print("| unit-dataset preparation | tokens | load s | units → ids s | ids tokens/s | total tokens/s |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in prep["rows"]:
+            print(
+                f"| {row['input']} | {row['tokens']:,} | {row['load_s']} | {row['ids_s']} | "
+                f"{row['ids_tokens_per_s']:,} | {row['total_tokens_per_s']:,} |"
+            )
+        print(
+            f"\nparquet unit path vs the string tokeniser: ×{prep['ids_speedup_parquet_vs_string']} (units → ids), "
+            f"×{prep['total_speedup_parquet_vs_string']} (load included); padding-free packing of the parquet ids "
+            f"into {prep['packing']['rows']:,} rows of {args.context_length}: {prep['packing']['seconds']} s"
+        )
+    if "throughput" in args.only:
+        from slam_recipes.throughput import default_setup, markdown_table, run_benchmark
+
+        setup = default_setup(args.throughput_recipe, cuda, args.throughput_steps, args.peak_tflops)
+        repeats = args.repeats or (1 if cuda else 2)
+        runs = run_benchmark(
+            setup, os.path.join(args.output_dir, "throughput"), cuda, repeats, log=lambda m: print(m, file=sys.stderr)
+        )
+        result["throughput"] = runs
+        print(
+            f"\nTraining throughput: {runs['recipe']} with {runs['model']} (random init), context "
+            f"{runs['context_length']}, micro-batch {runs['micro_batch']} × {runs['accumulation']} accumulation, "
+            f"{runs['steps']} steps (median of the {runs['log_every']}-step intervals after the first), "
+            f"{repeats} run(s) per variant; synthetic units, mean {runs['data']['mean_units']} units per utterance. "
+            f"MFU against {runs['peak_tflops'] or 'the GPU datasheet'} TFLOP/s ({runs['peak_source']}). "
+            f"Optimisations are kept at ≥ {100 * runs['min_gain']:.0f} % more real tokens/s.\n"
+        )
+        print(markdown_table(runs))
+        print(f"\nBest: {runs['best']} — settings {runs['best_settings']}")
+    if "training" in args.only or "dpo" in args.only or "evaluation" in args.only:
+        result["training"] = training = bench_training(args.train_steps, args.output_dir)
+        print("\n| demo training | steps | tokens/s |")
+        print("|---|---:|---:|")
+        print(f"| {training['recipe']} | {training['steps']} | {training['tokens_per_s']:,} |")
+    if "dpo" in args.only:
+        result["dpo"] = dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
+        print(
+            "\n| DPO (recipes/demo/dpo.yaml) | steps | train pairs/s | real / computed tokens | data wait | script s |"
+        )
+        print("|---|---:|---:|---:|---:|---:|")
+        for row in dpo:
+            name = (
+                "precomputed reference log-probs" if row["precompute_ref_log_probs"] else "reference model in the loop"
+            )
+            print(
+                f"| {name} | {row['steps']} | {row['train_pairs_per_s']} | {row['real_token_fraction']:.3f} | "
+                f"{100 * row['data_wait_fraction']:.1f} % | {row['script_seconds']} |"
+            )
+    if "evaluation" in args.only:
+        result["evaluation"] = evaluation = bench_evaluation(os.path.join(args.output_dir, "demo-train"))
+        print(
+            "\n| likelihood evaluation (data/demo/eval) | pairs | pairs/s, batched by length | pairs/s, one per forward |"
+        )
+        print("|---|---:|---:|---:|")
+        for row in evaluation:
+            print(
+                f"| {row['benchmark']} | {row['pairs']} | {row['batched_pairs_per_s']} | "
+                f"{row['one_sample_per_forward_pairs_per_s']} |"
+            )
+    if "tokenization" in args.only:
+        result["tokenization"] = t = bench_tokenization()
+        print("\n| audio → units | value |")
+        print("|---|---:|")
+        print(f"| MFCC backend, audio-s/s | {t['mfcc_audio_s_per_s']} |")
+        print(
+            f"| tiny random HuBERT (4 layers, width 64, base strides), audio-s/s | {t['tiny_hubert_audio_s_per_s']} |"
+        )
+        print(
+            f"| nearest centroid on {t['assign_device']}, {t['frames']:,} frames × 500 × 768: torch s / scikit-learn "
+            f"predict s | {t['torch_assign_seconds']} / {t['sklearn_predict_seconds']} (×{t['assign_speedup']}, same "
+            f"units for {100 * t['assign_agreement']:.2f} %) |"
+        )
     with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
 

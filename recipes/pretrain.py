@@ -44,9 +44,11 @@ def main() -> None:
     set_seed(training_args.seed)
 
     # Data (prepared and cached before the time budget starts)
+    data_options = dataclasses.asdict(data_args)
+    pad_to_multiple_of = data_options.pop("pad_to_multiple_of")  # a collator option
     with training_args.main_process_first(desc="unit dataset preparation"):
         train_dataset, eval_dataset = build_pretraining_datasets(
-            **dataclasses.asdict(data_args), num_units=model_args.num_units, seed=training_args.seed
+            **data_options, num_units=model_args.num_units, seed=training_args.seed
         )
         benchmarks = load_benchmarks(training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs)
 
@@ -69,7 +71,7 @@ def main() -> None:
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=build_collator(data_args.packing, model_args.attn_implementation),
+        data_collator=build_collator(data_args.packing, model_args.attn_implementation, pad_to_multiple_of),
         processing_class=tokenizer,
         callbacks=build_callbacks(training_args.callbacks, training_args),
     )

@@ -1,5 +1,6 @@
 """slam-recipes: train a speech language model the Slamming way (one GPU, one day) with the Hugging Face stack."""
 
+from slam_recipes import attention  # noqa: F401  (registers attn_implementation="sdpa_varlen")
 from slam_recipes.callbacks import CALLBACKS, BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
 from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, TimeBudgetArguments, parse_recipe_args
 from slam_recipes.data import build_collator, build_pretraining_datasets, check_packing, load_unit_datasets, pack

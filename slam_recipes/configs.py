@@ -166,9 +166,19 @@ class DataArguments(SourceArguments):
             "fixed blocks, or padded batches."
         },
     )
+    pad_to_multiple_of: int | None = field(
+        default=None,
+        metadata={
+            "help": "Pad every row's length to a multiple of this (a flat padding-free batch of n rows: to a "
+            "multiple of n × this). With packing and context_length here, every micro-batch has the same shape "
+            "(static shapes, so torch_compile compiles once)."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
+        if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
+            raise ConfigError(f"pad_to_multiple_of must be positive, got {self.pad_to_multiple_of}")
         if self.packing not in PACKING_MODES:
             raise ConfigError(f"packing must be one of {PACKING_MODES}, got {self.packing!r}")
         if self.mixture_stopping_strategy not in ("first_exhausted", "all_exhausted"):

@@ -131,7 +131,7 @@ def _ragged_from_column(
         return values, np.concatenate([[0], np.cumsum(lengths)])
     offsets = column.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
-    values = column.flatten().to_numpy(zero_copy_only=False).astype(np.int64)
+    values = column.flatten().to_numpy(zero_copy_only=False)  # the stored integer type: no widening copy
     return values, offsets
 
 
@@ -150,8 +150,8 @@ def validate_units(
     lengths = np.diff(offsets)
     if lengths.size and lengths.min() == 0:
         raise DataError(f"{label} row {first_row + int(np.argmin(lengths))}: empty unit sequence")
-    bad = np.flatnonzero((values < 0) | (values >= num_units))
-    if bad.size:
+    if values.size and (values.min() < 0 or values.max() >= num_units):  # two reductions; locate only on failure
+        bad = np.flatnonzero((values < 0) | (values >= num_units))
         row = int(np.searchsorted(offsets, bad[0], side="right") - 1)
         raise DataError(f"{label} row {first_row + row}: unit id {int(values[bad[0]])} outside [0, {num_units})")
     if dedup and values.size:
@@ -185,25 +185,23 @@ def normalize_batch(
         values, offsets, num_units=num_units, label=label, first_row=first_row, dedup=dedup
     )
     lengths = np.diff(offsets)
-    # Length filter (on units, before framing).
+    # Length filter (on units, before framing); the common case, nothing filtered, costs no pass over the values.
     row_keep = lengths >= min_units
     if max_units is not None:
         row_keep &= lengths <= max_units
-    row_of_value = np.repeat(np.arange(lengths.size), lengths)
-    values = values[row_keep[row_of_value]]
-    lengths = lengths[row_keep]
-    # Framing: <S> units+2 <S>.
-    extra = 2 if add_bos_eos else 0
-    framed_lengths = lengths + extra
-    framed_offsets = np.concatenate([[0], np.cumsum(framed_lengths)])
-    ids = np.empty(int(framed_offsets[-1]), dtype=np.uint16)
-    body = np.ones(ids.size, dtype=bool)
-    if add_bos_eos and lengths.size:
-        ids[framed_offsets[:-1]] = BOS_ID
-        ids[framed_offsets[1:] - 1] = EOS_ID
-        body[framed_offsets[:-1]] = False
-        body[framed_offsets[1:] - 1] = False
-    ids[body] = values + NUM_SPECIAL
+    if not row_keep.all():
+        values = values[np.repeat(row_keep, lengths)]
+        lengths = lengths[row_keep]
+    tokens = values.astype(np.uint16)  # ids < num_units + 2 fit: a unit vocabulary is far below 65,536
+    tokens += NUM_SPECIAL
+    if not add_bos_eos:
+        return tokens, chunk_offsets(np.concatenate([[0], np.cumsum(lengths)]), context_length)
+    # Framing: <S> units+2 <S>, one `np.insert` of a BOS before and an EOS after every row.
+    row_offsets = np.concatenate([[0], np.cumsum(lengths)])
+    frame = np.empty(2 * lengths.size, dtype=np.int64)
+    frame[0::2], frame[1::2] = row_offsets[:-1], row_offsets[1:]
+    ids = np.insert(tokens, frame, np.tile(np.array([BOS_ID, EOS_ID], dtype=np.uint16), lengths.size))
+    framed_offsets = np.concatenate([[0], np.cumsum(lengths + 2)])
     # Chunking: rows longer than the context become consecutive pieces of at most `context_length` tokens.
     return ids, chunk_offsets(framed_offsets, context_length)
 
@@ -323,9 +321,10 @@ def pack(dataset, context_length: int, packing: str = "padding_free", num_proc: 
 
 
 def flattens_batches(attn_implementation: str | None) -> bool:
-    """Varlen (flash) kernels take a padding-free batch as one flat row with `cu_seq_lens`; sdpa/eager/flex take
-    packed rows as they are, with restarting positions (transformers derives the block-diagonal mask from them)."""
-    return attn_implementation is not None and "flash" in attn_implementation
+    """Varlen kernels (flash_attention_*, sdpa_varlen) take a padding-free batch as one flat row with `cu_seq_lens`;
+    sdpa/eager/flex take packed rows as they are, with restarting positions (transformers derives the block-diagonal
+    mask from them)."""
+    return attn_implementation is not None and ("flash" in attn_implementation or "varlen" in attn_implementation)
 
 
 class PackedRowsCollator:
@@ -333,10 +332,12 @@ class PackedRowsCollator:
     positions restart at every document, there is no attention mask (transformers then derives a block-diagonal
     causal mask from the positions), and the label of each document's first token is masked."""
 
-    def __init__(self, pad_token_id: int = PAD_ID):
+    def __init__(self, pad_token_id: int = PAD_ID, pad_to_multiple_of: int | None = None):
         from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
-        self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, return_position_ids=True)
+        self.base = DataCollatorForLanguageModeling(
+            pad_token_id=pad_token_id, return_position_ids=True, pad_to_multiple_of=pad_to_multiple_of
+        )
 
     def __call__(self, examples: list[dict]) -> dict:
         batch = self.base(examples)
@@ -377,7 +378,8 @@ def padding_free_is_exact(model, length: int = 8) -> bool:
 
 def check_packing(model, packing: str, attn_implementation: str | None) -> None:
     """Refuse padding-free packing where the model would silently attend across documents."""
-    if packing == "padding_free" and not flattens_batches(attn_implementation) and not padding_free_is_exact(model):
+    flash = attn_implementation is not None and "flash" in attn_implementation  # CUDA kernels: not probed on CPU
+    if packing == "padding_free" and not flash and not padding_free_is_exact(model):
         raise DataError(
             f"packing: padding_free is not exact for {type(model).__name__} with attn_implementation="
             f"{attn_implementation or 'default'} (attention crosses documents or positions do not restart); "
@@ -385,20 +387,41 @@ def check_packing(model, packing: str, attn_implementation: str | None) -> None:
         )
 
 
-def build_collator(packing: str, attn_implementation: str | None = None):
+class StaticFlatCollator:
+    """The flat padding-free batch (TRL's collator, `padding_free=True`) padded to `rows × row_length` tokens, so
+    every batch of the same number of rows has the same shape (for torch.compile); the padding is one-token
+    documents with label -100."""
+
+    def __init__(self, row_length: int, pad_token_id: int = PAD_ID):
+        from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+        self.row_length = row_length
+        self.base = DataCollatorForLanguageModeling(pad_token_id=pad_token_id, padding_free=True)
+
+    def __call__(self, examples: list[dict]) -> dict:
+        self.base.pad_to_multiple_of = len(examples) * self.row_length
+        return self.base(examples)
+
+
+def build_collator(packing: str, attn_implementation: str | None = None, pad_to_multiple_of: int | None = None):
     """The batch collator for a packing mode (built on TRL's LM collator).
 
     - `padding_free` with a flash kernel: one flat row per batch, positions restarting per document, `cu_seq_lens`;
     - `padding_free` otherwise: `PackedRowsCollator`;
     - `block` / `none`: padded with PAD=0 and an attention mask, labels -100 on padding.
+
+    `pad_to_multiple_of` pads each row's length up to a multiple of it; a flat batch of n rows is padded to a multiple
+    of n × it (with the context length: static shapes either way).
     """
     from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
 
     if packing == "padding_free":
         if flattens_batches(attn_implementation):
+            if pad_to_multiple_of:
+                return StaticFlatCollator(pad_to_multiple_of)
             return DataCollatorForLanguageModeling(pad_token_id=PAD_ID, padding_free=True)
-        return PackedRowsCollator()
-    return DataCollatorForLanguageModeling(pad_token_id=PAD_ID)
+        return PackedRowsCollator(pad_to_multiple_of=pad_to_multiple_of)
+    return DataCollatorForLanguageModeling(pad_token_id=PAD_ID, pad_to_multiple_of=pad_to_multiple_of)
 
 
 def load_unit_datasets(

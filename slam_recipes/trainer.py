@@ -1,10 +1,13 @@
-"""Trainer additions shared by every recipe: throughput logging (tokens/s, MFU) and the budget-fitted LR schedule.
+"""Trainer additions shared by every recipe: throughput logging (tokens/s, MFU, data wait, padding, peak memory) and
+the budget-fitted LR schedule.
 
-Only public Trainer methods are overridden (`log`, `create_scheduler`, `evaluate`).
+Only public Trainer methods are overridden (`log`, `get_batch_samples`, `create_scheduler`, `evaluate`).
 """
 
 from __future__ import annotations
 
+import resource
+import sys
 import time
 
 import torch
@@ -45,28 +48,62 @@ def peak_flops_per_device(override_tflops: float | None = None) -> float | None:
     return None
 
 
+def peak_memory_gib() -> float:
+    """Peak memory of this process so far: CUDA memory allocated by torch on a GPU, else the resident set size."""
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**30
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return rss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
 class SlamTrainerMixin:
-    """Mix into a `Trainer` (or TRL trainer): logs `tokens_per_second` and `mfu` with every training log, and, with a
-    time budget and no `max_steps`, uses a `BudgetSchedule` whose horizon the TimeBudgetCallback fits to the budget.
-    Set `flops_per_token` (see `slam_recipes.model.model_flops_per_token`) to get MFU, and `benchmarks` (see
-    `slam_recipes.evaluation.load_benchmarks`) to score pairwise likelihood benchmarks at every evaluation."""
+    """Mix into a `Trainer` (or TRL trainer). Every training log gets, over the interval since the previous one:
+
+    - `tokens_per_second`: real (non-padding) input tokens per second, all processes together;
+    - `mfu`: model FLOPs utilisation, from real tokens only (set `flops_per_token`, see
+      `slam_recipes.model.model_flops_per_token`, and run on a GPU of known peak or set `peak_flops`);
+    - `real_token_fraction`: real tokens / tokens computed (1 − the share of padding);
+    - `data_wait_fraction`: share of the wall time spent in `get_batch_samples`, i.e. waiting for the data loader
+      (an upper bound on a GPU, where the device may still be busy with queued work meanwhile);
+    - `peak_memory_gib`: see `peak_memory_gib`.
+
+    With a time budget and no `max_steps`, the LR schedule is a `BudgetSchedule` whose horizon the TimeBudgetCallback
+    fits to the budget. Set `benchmarks` (see `slam_recipes.evaluation.load_benchmarks`) to score pairwise likelihood
+    benchmarks at every evaluation."""
 
     flops_per_token: float | None = None
     peak_flops: float | None = None
     benchmarks: dict | None = None  # name → PairBenchmark
-    _throughput_mark: tuple[float, int] | None = None  # (time, tokens seen) at the previous training log
+    # at the previous training log: time, real tokens, computed tokens, seconds spent waiting for data
+    _throughput_mark: tuple[float, int, int, float] | None = None
+    _computed_tokens: int = 0  # input positions (padding included) fetched by this process
+    _data_wait: float = 0.0  # seconds this process spent fetching batches
+
+    def get_batch_samples(self, epoch_iterator, num_batches, device):
+        start = time.perf_counter()
+        batch_samples, num_items_in_batch = super().get_batch_samples(epoch_iterator, num_batches, device)
+        self._data_wait += time.perf_counter() - start
+        main_input = getattr(self.model, "main_input_name", "input_ids")  # what the Trainer counts tokens of
+        self._computed_tokens += sum(b[main_input].numel() for b in batch_samples if main_input in b)
+        return batch_samples, num_items_in_batch
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "loss" in logs and self.args.include_num_input_tokens_seen != "no":
             now, tokens = time.perf_counter(), self.state.num_input_tokens_seen
+            computed = self._computed_tokens * self.args.world_size
             last = self._throughput_mark
             if last is not None and now > last[0]:
-                tokens_per_second = (tokens - last[1]) / (now - last[0])
+                elapsed = now - last[0]
+                tokens_per_second = (tokens - last[1]) / elapsed
                 logs["tokens_per_second"] = round(tokens_per_second, 1)
                 if self.flops_per_token and self.peak_flops:
                     world = self.args.world_size
                     logs["mfu"] = round(tokens_per_second * self.flops_per_token / (self.peak_flops * world), 4)
-            self._throughput_mark = (now, tokens)
+                if computed > last[2]:
+                    logs["real_token_fraction"] = round((tokens - last[1]) / (computed - last[2]), 4)
+                logs["data_wait_fraction"] = round((self._data_wait - last[3]) / elapsed, 4)
+                logs["peak_memory_gib"] = round(peak_memory_gib(), 3)
+            self._throughput_mark = (now, tokens, computed, self._data_wait)
         super().log(logs, start_time)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:

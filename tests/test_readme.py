@@ -51,6 +51,18 @@ EVAL_COMMANDS = sorted(set(re.findall(r"recipes/evaluate\.py (--config [^`|\n]+)
 
 
 CORPUS_COMMANDS = sorted(set(re.findall(r"recipes/make_demo_corpus\.py (--[^`|\n#]+)", README)))
+with open(os.path.join(REPO, "docs", "benchmarks.md")) as f:
+    BENCH_COMMANDS = sorted(set(re.findall(r"recipes/benchmark\.py (--[^`|\n#]+)", README + f.read())))
+
+
+def test_quoted_benchmark_commands_parse():
+    import runpy
+
+    parser = runpy.run_path(os.path.join(REPO, "recipes", "benchmark.py"))["build_parser"]()
+    assert BENCH_COMMANDS
+    for command in BENCH_COMMANDS:
+        args = parser.parse_args(shlex.split(command))
+        assert os.path.isfile(os.path.join(REPO, args.throughput_recipe))
 
 
 @pytest.mark.parametrize("command", CORPUS_COMMANDS)
