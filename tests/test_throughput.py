@@ -169,3 +169,26 @@ def test_benchmark_runs_the_recipe_and_reports_each_variant(tmp_path, monkeypatc
     assert padded["vs_padded"] == 1.0
     table = throughput.markdown_table(result)
     assert all(f"| {name} |" in table for name in chosen)
+
+
+def test_sdpa_varlen_windows_come_in_few_lengths(monkeypatch):
+    """PyTorch's bf16 CPU attention keeps memory per sequence length, so the per-document windows are rounded up to
+    multiples of 64 tokens (and stay exact, see above): 40 documents of 40 different lengths make 3 window lengths."""
+    from slam_recipes import attention
+
+    lengths = list(range(50, 170, 3))
+    starts = np.concatenate([[0], np.cumsum(lengths)])
+    seen = []
+    real = attention.F.scaled_dot_product_attention
+
+    def recording(q, *args, **kwargs):
+        seen.append(q.shape[2])
+        return real(q, *args, **kwargs)
+
+    monkeypatch.setattr(attention.F, "scaled_dot_product_attention", recording)
+    q = torch.randn(1, 4, int(starts[-1]), 8)
+    kv = torch.randn(1, 2, int(starts[-1]), 8)
+    spans = [list(zip(starts[:-1].tolist(), starts[1:].tolist(), strict=True))]
+    out = attention._per_document(q, kv, kv, spans, None, True)
+    assert out.shape == q.shape and len(seen) == len(lengths)
+    assert sorted(set(seen)) == [64, 128, 192]
