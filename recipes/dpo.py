@@ -19,15 +19,19 @@ def main() -> None:
     from transformers import set_seed
 
     from slam_recipes import ModelArguments, build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
-    from slam_recipes.configs import PreferenceDataArguments, SlamDPOConfig, parse_recipe_args
+    from slam_recipes.configs import PreferenceDataArguments, SlamDPOConfig, parse_recipe_args, resolved_recipe
     from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.model import build_lora_config, check_unit_lm, make_reference_model
+    from slam_recipes.hub import check_trainer_push
+    from slam_recipes.model import build_lora_config, check_unit_lm, count_parameters, make_reference_model
     from slam_recipes.preference import build_preference_datasets
+    from slam_recipes.reports import describe_run
     from slam_recipes.trainer import UnitDPOTrainer, setup_logging, train_and_save
 
-    model_args, data_args, training_args = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
+    parsed = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
+    model_args, data_args, training_args = parsed
     setup_logging(training_args)
     set_seed(training_args.seed)
+    check_trainer_push(training_args)  # token and target repo, before any time is spent
 
     # Data (filtered, validated and cached before the time budget starts)
     with training_args.main_process_first(desc="preference data preparation"):
@@ -44,6 +48,9 @@ def main() -> None:
         model_args.model_name_or_path, model_args.num_units, model_args.tokenizer_name_or_path
     )
     check_vocab(tokenizer, model)
+    run_info = describe_run(
+        "DPO", model_args, data_args, resolved_recipe(parsed), count_parameters(model), training_args.max_length
+    )
     needs_reference = not (model_args.use_peft or training_args.precompute_ref_log_probs)
     ref_model = make_reference_model(model) if needs_reference else None
     peft_config = build_lora_config(model, **model_args.lora_kwargs()) if model_args.use_peft else None
@@ -60,6 +67,7 @@ def main() -> None:
         peft_config=peft_config,
     )
     trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
+    trainer.run_info = run_info  # run_summary.json, recipe.yaml and the model card
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

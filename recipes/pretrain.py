@@ -35,13 +35,17 @@ def main() -> None:
         load_or_build_tokenizer,
         parse_recipe_args,
     )
+    from slam_recipes.configs import resolved_recipe
     from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.model import build_lora_config, model_flops_per_token
+    from slam_recipes.hub import check_trainer_push
+    from slam_recipes.model import build_lora_config, count_parameters, model_flops_per_token
+    from slam_recipes.reports import describe_run
     from slam_recipes.trainer import peak_flops_per_device, setup_logging, train_and_save
 
-    model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
+    parsed = model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
     setup_logging(training_args)
     set_seed(training_args.seed)
+    check_trainer_push(training_args)  # token and target repo, before any time is spent
 
     # Data (prepared and cached before the time budget starts)
     data_options = dataclasses.asdict(data_args)
@@ -60,6 +64,7 @@ def main() -> None:
     check_vocab(tokenizer, model)
     check_packing(model, data_args.packing, model_args.attn_implementation)
     flops_per_token = model_flops_per_token(model, data_args.context_length)
+    run_info = describe_run("pretraining", model_args, data_args, resolved_recipe(parsed), count_parameters(model))
     if model_args.use_peft:  # LoRA on the transformer; the new unit embeddings and head are trained in full
         from peft import get_peft_model
 
@@ -78,6 +83,7 @@ def main() -> None:
     trainer.flops_per_token = flops_per_token
     trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
     trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
+    trainer.run_info = run_info  # run_summary.json, recipe.yaml and the model card
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

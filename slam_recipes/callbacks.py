@@ -211,6 +211,39 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         return control
 
 
+class RecipeLoggingCallback(TrainerCallback):
+    """Log the recipe (all of it: model, data and training options) to the experiment trackers of `report_to` when
+    training begins, next to the TrainingArguments and model config their own callbacks log: a `recipe` text in
+    TensorBoard, a `recipe` entry of the W&B or Trackio run config. `callbacks` is the trainer's callback list, where
+    the trackers' callbacks (set up earlier in `on_train_begin`) are found."""
+
+    def __init__(self, recipe: dict, callbacks: list):
+        self.recipe = recipe
+        self.callbacks = callbacks
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return control
+        import yaml
+
+        for callback in self.callbacks:
+            name = type(callback).__name__
+            if name == "TensorBoardCallback" and getattr(callback, "tb_writer", None) is not None:
+                text = yaml.safe_dump(self.recipe, sort_keys=False, allow_unicode=True)
+                callback.tb_writer.add_text("recipe", "\n".join("    " + line for line in text.splitlines()))
+                callback.tb_writer.flush()
+            elif name == "WandbCallback":
+                import wandb
+
+                if wandb.run is not None:
+                    wandb.config.update({"recipe": self.recipe}, allow_val_change=True)
+            elif name == "TrackioCallback":
+                import trackio
+
+                trackio.config.update({"recipe": self.recipe}, allow_val_change=True)
+        return control
+
+
 def build_time_budget_callback(args) -> TimeBudgetCallback | None:
     budget = parse_time_budget(args.time_budget)
     return TimeBudgetCallback(budget) if budget is not None else None

@@ -53,6 +53,13 @@ class ModelArguments:
         default=None,
         metadata={"help": "Other config fields to override, as a mapping (YAML) or JSON string (CLI)."},
     )
+    unit_tokenizer: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "How the units were made, for the model card (feature_model, layer, kmeans, dedup, ...), as a "
+            "mapping (YAML) or JSON string; default: read from the datasets' tokenize_config.json when there is one."
+        },
+    )
     # PEFT (LoRA)
     use_peft: bool = field(default=False, metadata={"help": "Train LoRA adapters instead of all weights."})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank."})
@@ -71,13 +78,16 @@ class ModelArguments:
     )
 
     def __post_init__(self):
-        if isinstance(self.model_config_overrides, str):
-            import json
+        import json
 
-            try:
-                self.model_config_overrides = json.loads(self.model_config_overrides)
-            except json.JSONDecodeError as err:
-                raise ConfigError(f"model_config_overrides is not valid JSON: {err}") from err
+        for name in ("model_config_overrides", "unit_tokenizer"):
+            if isinstance(getattr(self, name), str):
+                try:
+                    setattr(self, name, json.loads(getattr(self, name)))
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"{name} is not valid JSON: {err}") from err
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a mapping, got {getattr(self, name)!r}")
         if self.peft_save not in ("merged", "adapter"):
             raise ConfigError(f"peft_save must be merged or adapter, got {self.peft_save!r}")
         if self.num_units < 1 or self.num_units > 65534 - 2:
@@ -538,6 +548,35 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
         raise ConfigError(where + str(err).strip().splitlines()[0]) from err
 
 
+def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
+    """The recipe as run: the YAML file's mapping (in its order) with the command line's values on top, secrets
+    (`*token*` keys) left out. Saved as `recipe.yaml`, it reruns the same configuration with `--config`."""
+    import enum
+
+    argv = sys.argv[1:] if args is None else list(args)
+    config_path = _config_path(argv)
+    values: dict = {}
+    if config_path is not None:
+        with open(config_path) as f:
+            values = dict(yaml.safe_load(f) or {})
+    given = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    for name in given:
+        owner = next((obj for obj in parsed if name != "config" and hasattr(obj, name)), None)
+        if owner is not None:
+            values[name] = getattr(owner, name)
+
+    def plain(value):
+        if isinstance(value, enum.Enum):
+            return value.value
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+
+    return {key: plain(value) for key, value in values.items() if "token" not in key}
+
+
 def _config_path(argv: list[str]) -> str | None:
     for i, arg in enumerate(argv):
         if arg == "--config" and i + 1 < len(argv):
@@ -676,3 +715,25 @@ class DemoArguments:
         for name in ("pretrain_max_steps", "dpo_max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class PushArguments:
+    """recipes/push_to_hub.py: push a trained model folder (e.g. after evaluation) with a refreshed model card."""
+
+    model_dir: str | None = field(default=None, metadata={"help": "A trained output folder (with run_summary.json)."})
+    hub_model_id: str | None = field(
+        default=None, metadata={"help": "Target repo, `namespace/name` or `name` (default: the folder's name)."}
+    )
+    hub_token: str | None = field(default=None, metadata={"help": "Token with write access (default: logged in)."})
+    hub_private_repo: bool | None = field(default=None, metadata={"help": "Create the repo private."})
+    hub_revision: str | None = field(default=None, metadata={"help": "Branch to push to."})
+    commit_message: str = field(
+        default="slam-recipes: model, tokenizer and card", metadata={"help": "Commit message."}
+    )
+
+    def __post_init__(self):
+        if not self.model_dir:
+            raise ConfigError("model_dir is required (a trained output folder)")
+        if not os.path.isfile(os.path.join(self.model_dir, "config.json")):
+            raise ConfigError(f"model_dir {self.model_dir}: no config.json; not a trained model folder")

@@ -66,3 +66,176 @@ def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float
         target = [f"≥ {targets[metric]:g}" if metric in targets else ""] if targets else []
         lines.append(f"| {metric} | " + " | ".join(cells + target) + " |")
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The record of a training run: run_summary.json, recipe.yaml and training.png in its output folder
+# ---------------------------------------------------------------------------------------------------------------------
+def read_run_summary(folder: str | None) -> dict | None:
+    """A local model folder's `run_summary.json`, or None (a Hub id, a text LM, a run from before it existed)."""
+    from slam_recipes.hub import SUMMARY_FILE
+
+    path = os.path.join(folder, SUMMARY_FILE) if folder and os.path.isdir(folder) else None
+    if path is None or not os.path.isfile(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def recorded_unit_tokenizer(sources: list[str]) -> dict | None:
+    """How the units of local dataset folders were made, from what made them: `tokenize_config.json` of
+    `recipes/tokenize_audio.py`, or the demo corpus's `corpus.json` (in the folder or its parent)."""
+    from slam_recipes.audio_units import CONFIG_FILE
+    from slam_recipes.demo_corpus import MANIFEST_FILE
+
+    for source in sources:
+        folder = source if os.path.isdir(source) else os.path.dirname(source)
+        if not folder or not os.path.isdir(folder):  # a Hub dataset name
+            continue
+        for where in (folder, os.path.dirname(os.path.abspath(folder))):
+            config_path, manifest_path = os.path.join(where, CONFIG_FILE), os.path.join(where, MANIFEST_FILE)
+            if os.path.isfile(config_path):
+                with open(config_path) as f:
+                    settings = json.load(f)
+                keys = ("backend", "feature_model", "layer", "mfcc_frame_rate", "kmeans_path", "num_units", "dedup")
+                return {k: settings.get(k) for k in keys} | {"source": config_path}
+            if os.path.isfile(manifest_path):
+                with open(manifest_path) as f:
+                    units = json.load(f).get("units")
+                if units:
+                    return dict(units) | {"source": manifest_path}
+    return None
+
+
+def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters: int, context_length=None) -> dict:
+    """What a run is, known before it trains: the model's lineage, the unit tokenizer, the data and the recipe."""
+    pretraining = stage == "pretraining"
+    parent = None if pretraining else read_run_summary(model_args.model_name_or_path)
+    sources = list(data_args.dataset_name or [])
+    unit_tokenizer = (
+        recorded_unit_tokenizer(sources)
+        or (dict(model_args.unit_tokenizer) if model_args.unit_tokenizer else None)
+        or (parent or {}).get("unit_tokenizer")
+    )
+    data = {
+        "datasets": sources,
+        "ratios": getattr(data_args, "dataset_ratios", None),
+        "packing": getattr(data_args, "packing", None),
+        "context_length": context_length or getattr(data_args, "context_length", None),
+    }
+    return {
+        "stage": stage,
+        "base_lm": (parent or {}).get("base_lm", model_args.model_name_or_path),
+        "parent": None
+        if pretraining
+        else {"model": model_args.model_name_or_path, "stage": (parent or {}).get("stage", "a speech LM")},
+        "model": {
+            "model_name_or_path": model_args.model_name_or_path,
+            "revision": model_args.model_revision,
+            "twist_init": model_args.twist_init if pretraining else None,
+            "num_units": model_args.num_units,
+            "parameters": num_parameters,
+        },
+        "unit_tokenizer": unit_tokenizer,
+        "data": {k: v for k, v in data.items() if v is not None},
+        "recipe": recipe,
+    }
+
+
+def device_description(args) -> str:
+    """The accelerator's name (e.g. "NVIDIA H100 80GB HBM3"), or "CPU (N cores)"."""
+    import torch
+
+    if torch.cuda.is_available() and not getattr(args, "use_cpu", False):
+        return torch.cuda.get_device_name()
+    return f"CPU ({os.cpu_count()} cores)"
+
+
+def run_summary(trainer, train_metrics: dict) -> dict:
+    """The run's measured record: tokens seen, wall time, tokens/s, MFU, final losses, the time budget used."""
+    import statistics
+    import time
+
+    import torch
+    import transformers
+    import trl
+
+    from slam_recipes.callbacks import TimeBudgetCallback
+
+    state, args = trainer.state, trainer.args
+    history = state.log_history
+    tokens = int(state.num_input_tokens_seen)
+    runtime = float(train_metrics.get("train_runtime") or 0.0)
+    tokens_per_second = tokens / runtime if runtime > 0 else None
+    mfu = None
+    if tokens_per_second and trainer.flops_per_token and trainer.peak_flops:
+        mfu = tokens_per_second * trainer.flops_per_token / (trainer.peak_flops * args.world_size)
+
+    def last(key: str):
+        return next((entry[key] for entry in reversed(history) if key in entry), None)
+
+    # the last evaluation: its loss and the benchmark scores logged beside it at the same step
+    eval_step = next((entry.get("step") for entry in reversed(history) if "eval_loss" in entry), None)
+    skip = ("eval_runtime", "eval_samples_per_second", "eval_steps_per_second")
+    final_eval = {
+        k: v
+        for entry in history
+        if eval_step is not None and entry.get("step") == eval_step
+        for k, v in entry.items()
+        if k.startswith("eval_") and k not in skip
+    }
+    interval_rates = [entry["tokens_per_second"] for entry in history if "tokens_per_second" in entry]
+    budget = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+    return {
+        **(trainer.run_info or {}),
+        "training": {
+            "steps": state.global_step,
+            "tokens_seen": tokens,
+            "wall_time_seconds": round(runtime, 1),
+            "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second else None,
+            "median_interval_tokens_per_second": statistics.median(interval_rates) if interval_rates else None,
+            "mfu": round(mfu, 4) if mfu is not None else None,
+            "peak_memory_gib": max((e["peak_memory_gib"] for e in history if "peak_memory_gib" in e), default=None),
+            "final_losses": {
+                "train": last("loss"),
+                "train_mean": train_metrics.get("train_loss"),
+                "eval": last("eval_loss"),
+            },
+            "final_eval": final_eval,
+        },
+        "budget": {
+            "budget_seconds": budget.budget_seconds,
+            "used_seconds": round(budget.elapsed(), 1),
+            "used_fraction": round(budget.elapsed() / budget.budget_seconds, 4),
+            "stopped_by_budget": budget.stopped_at_step is not None,
+        }
+        if budget is not None
+        else None,
+        "hardware": {
+            "device": device_description(args),
+            "num_processes": args.world_size,
+            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+        },
+        "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def write_run_report(trainer, train_metrics: dict) -> dict:
+    """On the main process: `run_summary.json`, `recipe.yaml` and the loss / learning-rate plot `training.png` in the
+    output folder. Returns the summary."""
+    import yaml
+
+    from slam_recipes.hub import PLOT_FILE, RECIPE_FILE, SUMMARY_FILE
+
+    summary = trainer.run_summary = run_summary(trainer, train_metrics)
+    if not trainer.is_world_process_zero():
+        return summary
+    output_dir = trainer.args.output_dir
+    os.makedirs(output_dir, exist_ok=True)
+    with open(os.path.join(output_dir, SUMMARY_FILE), "w") as f:
+        json.dump(summary, f, indent=2)
+    with open(os.path.join(output_dir, RECIPE_FILE), "w") as f:
+        yaml.safe_dump(summary.get("recipe", {}), f, sort_keys=False, allow_unicode=True)
+    plot_training({summary.get("stage", "training"): trainer.state.log_history}, os.path.join(output_dir, PLOT_FILE))
+    return summary

@@ -74,6 +74,8 @@ class SlamTrainerMixin:
     flops_per_token: float | None = None
     peak_flops: float | None = None
     benchmarks: dict | None = None  # name → PairBenchmark
+    run_info: dict | None = None  # what the run is (see `reports.describe_run`): run_summary.json and the model card
+    run_summary: dict | None = None  # the measured record, set when training has ended (see `reports.run_summary`)
     # at the previous training log: time, real tokens, computed tokens, seconds spent waiting for data
     _throughput_mark: tuple[float, int, int, float] | None = None
     _computed_tokens: int = 0  # input positions (padding included) fetched by this process
@@ -132,6 +134,24 @@ class SlamTrainerMixin:
         metrics.update(scores)
         return metrics
 
+    def create_model_card(self, *args, **kwargs) -> None:
+        """This package's card (base LM, TWIST init, unit tokenizer, data, recipe, tokens seen, wall time, hardware,
+        evaluation) instead of the Trainer's generic one: from the run summary once training has ended, else (a
+        checkpoint) from what the run is and how far it has got. Without `run_info`, the Trainer's own card."""
+        if self.run_info is None:
+            return super().create_model_card(*args, **kwargs)
+        if not self.is_world_process_zero():
+            return None
+        from slam_recipes.hub import write_model_card
+
+        summary = self.run_summary or {
+            **self.run_info,
+            "training": {"steps": self.state.global_step, "tokens_seen": self.state.num_input_tokens_seen},
+            "in_progress": True,
+        }
+        write_model_card(self.args.output_dir, self.hub_model_id or self.args.hub_model_id, summary)
+        return None
+
     def create_scheduler(self, num_training_steps: int, optimizer=None):
         has_budget = any(isinstance(cb, TimeBudgetCallback) for cb in self.callback_handler.callbacks)
         kind = getattr(self.args.lr_scheduler_type, "value", self.args.lr_scheduler_type)
@@ -157,15 +177,21 @@ class UnitDPOTrainer(SlamTrainerMixin, DPOTrainer):
 
 
 def train_and_save(trainer, merge_adapters: bool = True) -> None:
-    """The end of every recipe: train (resuming if asked), record metrics and state, save, push if asked."""
+    """The end of every recipe: train (resuming if asked), record metrics and state, write the run's report
+    (run_summary.json, recipe.yaml, training.png), save the model; with `push_to_hub`, the Trainer's `save_model`
+    then pushes the folder with this package's model card."""
+    from slam_recipes.callbacks import RecipeLoggingCallback
+    from slam_recipes.reports import write_run_report
+
     args = trainer.args
+    if trainer.run_info and args.report_to:
+        trainer.add_callback(RecipeLoggingCallback(trainer.run_info["recipe"], trainer.callback_handler.callbacks))
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
-    save_trained_model(trainer, args.output_dir, merge_adapters=merge_adapters)
-    if args.push_to_hub:
-        trainer.push_to_hub()
+    write_run_report(trainer, result.metrics)
+    save_trained_model(trainer, args.output_dir, merge_adapters=merge_adapters)  # and pushes, with `push_to_hub`
 
 
 def setup_logging(args) -> None:
@@ -177,15 +203,11 @@ def setup_logging(args) -> None:
 
 
 def save_trained_model(trainer, output_dir: str, merge_adapters: bool = True) -> None:
-    """Save the final model and tokenizer. A PEFT model is saved merged (a plain transformers model) or as adapters."""
+    """Save the final model and tokenizer. A PEFT model is saved merged (a plain transformers model: the trainer then
+    holds the merged model, so a push uploads it too) or as adapters."""
     from peft import PeftModel
 
     model = trainer.accelerator.unwrap_model(trainer.model)
     if isinstance(model, PeftModel) and merge_adapters:
-        if trainer.is_world_process_zero():
-            merged = model.merge_and_unload()
-            merged.save_pretrained(output_dir)
-            trainer.processing_class.save_pretrained(output_dir)
-        trainer.accelerator.wait_for_everyone()
-        return
+        trainer.model = trainer.model_wrapped = model.merge_and_unload()
     trainer.save_model(output_dir)

@@ -2,6 +2,8 @@
 
 import json
 import os
+import subprocess
+import sys
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -108,6 +110,30 @@ def tiny_unit_lm_dir(tmp_path_factory):
     build_unit_lm(write_config(folder, TINY_CONFIGS["qwen2"]), twist_init=False).save_pretrained(folder)
     build_unit_tokenizer(500).save_pretrained(folder)
     return str(folder)
+
+
+def run_recipe(script: str, *args: str, cwd: str = REPO) -> subprocess.CompletedProcess:
+    """`python <script> <args>` run in this process: the recipe's own `__main__` (argument parsing, `run_entry_point`
+    and its exit code), without starting another interpreter and importing torch, transformers and TRL again.
+    Returns the exit code and what it printed, as `subprocess.run` would."""
+    import contextlib
+    import io
+    import runpy
+
+    out, err = io.StringIO(), io.StringIO()
+    saved_argv, saved_cwd, code = sys.argv, os.getcwd(), 0
+    try:
+        sys.argv = [script, *args]
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(script, run_name="__main__")
+            except SystemExit as exit_info:
+                code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+    finally:
+        sys.argv = saved_argv
+        os.chdir(saved_cwd)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 def write_jsonl(path, rows) -> str:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO
+from conftest import REPO, run_recipe
 
 from slam_recipes.audio_units import open_audio_source, tokenize_audio, write_report
 from slam_recipes.errors import ConfigError
@@ -209,7 +209,7 @@ def test_streamed_parquet_dataset_gives_the_same_units(tmp_path):
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return run_recipe(script, *args)
 
 
 def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):

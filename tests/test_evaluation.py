@@ -2,14 +2,12 @@
 
 import json
 import os
-import subprocess
-import sys
 import wave
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, write_jsonl
+from conftest import REPO, run_recipe, write_jsonl
 
 from slam_recipes.benchmarks import UnitTable, convert_benchmark, read_salmon, read_storycloze, read_zr2021
 from slam_recipes.errors import DataError
@@ -343,7 +341,7 @@ def test_unit_table_lookup_forms(tmp_path):
 
 # -- the recipes, as users run them -----------------------------------------------------------------------------------
 def run(script, *args):
-    return subprocess.run([sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, timeout=600)
+    return run_recipe(script, *args)
 
 
 def test_convert_then_evaluate_recipes(tmp_path, tiny_unit_lm_dir):

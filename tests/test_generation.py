@@ -3,14 +3,12 @@
 import json
 import math
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO, write_jsonl
+from conftest import REPO, run_recipe, write_jsonl
 
 from slam_recipes.configs import GenerateArguments, parse_recipe_args
 from slam_recipes.errors import ConfigError, DataError
@@ -280,11 +278,7 @@ def test_asr_pipeline_on_a_tiny_whisper_resamples_and_transcribes(tiny_whisper_d
 # The recipes
 # ---------------------------------------------------------------------------------------------------------------------
 def run(script, *args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "recipes", script), *args],
-        cwd=REPO, capture_output=True, text=True, timeout=600, env=env,
-    )  # fmt: skip
+    return run_recipe(os.path.join(REPO, "recipes", script), *args)
 
 
 def test_generative_evaluation_end_to_end(

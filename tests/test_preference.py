@@ -2,12 +2,10 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import REPO, TINY_CONFIGS, write_config, write_jsonl
+from conftest import REPO, TINY_CONFIGS, run_recipe, write_config, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from slam_recipes.configs import SlamDPOConfig
@@ -155,10 +153,7 @@ def test_dpo_trains_a_model_built_in_memory(tmp_path):
 
 # -- the recipe script -------------------------------------------------------------------------------------------------
 def run_dpo(*args):
-    return subprocess.run(
-        [sys.executable, SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args],
-        cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    return run_recipe(SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args)
 
 
 def dpo_logs(output_dir):

@@ -1,0 +1,39 @@
+"""Push a trained speech LM folder to the Hugging Face Hub with a refreshed model card: after `recipes/evaluate.py`
+has written its results next to the model, the card gets the evaluation table.
+
+Usage:
+    python recipes/push_to_hub.py --model_dir outputs/slam-dpo --hub_model_id <you>/slam-dpo
+
+Training recipes push by themselves with `--push_to_hub true --hub_model_id <you>/<name>` (the Trainer's mechanism,
+with the same card). Pushed: model, unit tokenizer, README.md (the card), run_summary.json, recipe.yaml,
+training.png and the evaluation files; checkpoints are not.
+"""
+
+from slam_recipes.errors import run_entry_point
+
+
+def main() -> None:
+    import os
+
+    from slam_recipes.configs import PushArguments, parse_recipe_args
+    from slam_recipes.hub import check_push_target, hub_client, write_model_card
+
+    (args,) = parse_recipe_args((PushArguments,))
+    repo_name = args.hub_model_id or os.path.basename(os.path.abspath(args.model_dir))
+    repo_id = check_push_target(repo_name, args.hub_token, args.hub_revision)
+    write_model_card(args.model_dir, repo_id)
+    api = hub_client()
+    api.create_repo(repo_id, token=args.hub_token, private=args.hub_private_repo, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=args.model_dir,
+        commit_message=args.commit_message,
+        token=args.hub_token,
+        revision=args.hub_revision,
+        ignore_patterns=["_*", "checkpoint-*", "checkpoint-*/**"],
+    )
+    print(f"Pushed {args.model_dir} to {repo_id}: {getattr(commit, 'commit_url', commit)}")
+
+
+if __name__ == "__main__":
+    run_entry_point(main)
