@@ -128,7 +128,7 @@ def bench_training(steps: int, output_dir: str) -> dict:
     command = [
         sys.executable, os.path.join(REPO, "recipes", "pretrain.py"), "--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"),
         "--output_dir", run_dir, "--max_steps", str(steps), "--logging_steps", "10", "--eval_strategy", "no",
-        "--save_strategy", "no", "--disable_tqdm", "true",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--overwrite_output_dir", "true",
     ]  # fmt: skip
     subprocess.run(command, cwd=REPO, check=True, capture_output=True)
     with open(os.path.join(run_dir, "trainer_state.json")) as f:
@@ -149,6 +149,7 @@ def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
             sys.executable, os.path.join(REPO, "recipes", "dpo.py"), "--config", os.path.join(REPO, "recipes/demo/dpo.yaml"),
             "--model_name_or_path", model_dir, "--output_dir", run_dir, "--max_steps", str(steps),
             "--eval_strategy", "no", "--disable_tqdm", "true", "--precompute_ref_log_probs", str(precompute).lower(),
+            "--overwrite_output_dir", "true",
         ]  # fmt: skip
         start = time.perf_counter()
         subprocess.run(command, cwd=REPO, check=True, capture_output=True)

@@ -45,17 +45,18 @@ def main() -> None:
     pretrain_steps = ["--max_steps", str(args.pretrain_max_steps)] if args.pretrain_max_steps else []
     dpo_steps = ["--max_steps", str(args.dpo_max_steps)] if args.dpo_max_steps else []
     seed = ["--seed", str(args.seed)] if args.seed is not None else []
+    again = ["--overwrite_output_dir", "true"]  # `make demo` replaces the previous demo run
     seconds = {
         "pretrain": run_stage(
             "pretrain", "pretrain.py", "--config", args.pretrain_config, "--output_dir", pretrained, *pretrain_steps,
-            *seed,
+            *seed, *again,
         ),
         "evaluate (before DPO)": run_stage(
             "evaluate before DPO", "evaluate.py", "--config", args.eval_config, "--model_name_or_path", pretrained
         ),
         "dpo": run_stage(
             "DPO", "dpo.py", "--config", args.dpo_config, "--model_name_or_path", pretrained, "--output_dir", tuned,
-            *dpo_steps, *seed,
+            *dpo_steps, *seed, *again,
         ),
         "evaluate (after DPO)": run_stage(
             "evaluate after DPO", "evaluate.py", "--config", args.eval_config, "--model_name_or_path", tuned

@@ -31,6 +31,7 @@ def main() -> None:
     model_args, data_args, training_args = parsed
     setup_logging(training_args)
     set_seed(training_args.seed)
+    training_args.check_output_dir()  # not into another run's folder
     check_trainer_push(training_args)  # token and target repo, before any time is spent
 
     # Data (filtered, validated and cached before the time budget starts)

@@ -45,6 +45,7 @@ def main() -> None:
     parsed = model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
     setup_logging(training_args)
     set_seed(training_args.seed)
+    training_args.check_output_dir()  # not into another run's folder
     check_trainer_push(training_args)  # token and target repo, before any time is spent
 
     # Data (prepared and cached before the time budget starts)

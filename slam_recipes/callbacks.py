@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import math
 import re
+import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -112,6 +114,17 @@ def _share_from_main_process(values: list[float], device) -> list[float]:
     return tensor.tolist()
 
 
+def _any_process(values: list[float], device) -> list[float]:
+    """The maximum over processes of each value (a flag raised on any rank is raised on all)."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return values
+    if torch.distributed.get_world_size() == 1:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    return tensor.tolist()
+
+
 class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stop training at the time budget: the step that crosses it is the last one, then evaluate and save.
 
@@ -124,10 +137,17 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
     """
 
     def __init__(
-        self, budget_seconds: float, clock: Callable[[], float] | None = None, step_time_window: int = STEP_TIME_WINDOW
+        self,
+        budget_seconds: float,
+        clock: Callable[[], float] | None = None,
+        step_time_window: int = STEP_TIME_WINDOW,
+        count_downtime: bool = False,
+        wall_clock: Callable[[], float] | None = None,
     ):
         self.budget_seconds = float(budget_seconds)
         self.clock = clock or time.monotonic
+        self.count_downtime = count_downtime  # on resume, the time between the checkpoint and the restart counts too
+        self.wall_clock = wall_clock or time.time  # comparable across processes (the checkpoint's stamp)
         self.elapsed_before = 0.0  # budget spent by earlier sessions of this run (restored on resume)
         self.session_start: float | None = None
         self.session_start_step = 0
@@ -138,7 +158,10 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
 
     # -- ExportableState --------------------------------------------------------------------------------------------
     def state(self) -> dict:
-        return {"args": {"budget_seconds": self.budget_seconds}, "attributes": {"elapsed_before": self.elapsed()}}
+        return {
+            "args": {"budget_seconds": self.budget_seconds},
+            "attributes": {"elapsed_before": self.elapsed(), "saved_at": self.wall_clock()},
+        }
 
     # -- clock ------------------------------------------------------------------------------------------------------
     def elapsed(self, now: float | None = None) -> float:
@@ -155,7 +178,10 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         if isinstance(saved, list):
             saved = saved[0] if saved else None
         if saved and state.global_step > 0:  # resuming: keep the deadline of the original start
-            self.elapsed_before = float(saved.get("attributes", {}).get("elapsed_before", 0.0))
+            attributes = saved.get("attributes", {})
+            self.elapsed_before = float(attributes.get("elapsed_before", 0.0))
+            if self.count_downtime and attributes.get("saved_at") is not None:
+                self.elapsed_before += max(0.0, self.wall_clock() - float(attributes["saved_at"]))
         self.session_start = self.clock()
         self.session_start_step = state.global_step
         self.last_step_end = None
@@ -211,6 +237,51 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         return control
 
 
+EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; rerun with resume_from_checkpoint
+
+
+class PreemptionCallback(TrainerCallback):
+    """SIGTERM or SIGINT during training → a checkpoint at the end of the current step, then training stops (the
+    recipe then exits with `EXIT_PREEMPTED`). Any rank's signal stops every rank on the same step. A second signal
+    while the step finishes gets the default behaviour (e.g. Ctrl-C twice interrupts at once)."""
+
+    SIGNALS = (signal.SIGTERM, signal.SIGINT)
+
+    def __init__(self):
+        self.received: int | None = None  # the signal number, once one arrived
+        self.preempted_at_step: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        for sig, handler in self._previous.items():  # a second signal is not caught
+            signal.signal(sig, handler)
+        logger.warning(
+            "Received %s: checkpointing at the end of this step, then stopping", signal.Signals(signum).name
+        )
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+        return control
+
+    def on_step_end(self, args, state, control, **kwargs):
+        (requested,) = _any_process([float(self.received is not None)], args.device)
+        if requested:
+            self.preempted_at_step = state.global_step
+            control.should_save = True
+            control.should_training_stop = True
+            control.should_evaluate = False
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        for sig, handler in self._previous.items():
+            if signal.getsignal(sig) == self._handle:
+                signal.signal(sig, handler)
+        self._previous = {}
+        return control
+
+
 class RecipeLoggingCallback(TrainerCallback):
     """Log the recipe (all of it: model, data and training options) to the experiment trackers of `report_to` when
     training begins, next to the TrainingArguments and model config their own callbacks log: a `recipe` text in
@@ -246,12 +317,16 @@ class RecipeLoggingCallback(TrainerCallback):
 
 def build_time_budget_callback(args) -> TimeBudgetCallback | None:
     budget = parse_time_budget(args.time_budget)
-    return TimeBudgetCallback(budget) if budget is not None else None
+    count_downtime = bool(getattr(args, "time_budget_count_downtime", False))
+    return TimeBudgetCallback(budget, count_downtime=count_downtime) if budget is not None else None
 
 
 # Callbacks a recipe can name in its `callbacks:` list. Each builder takes the training arguments and returns a
 # callback, or None when its options leave it off.
-CALLBACKS: dict[str, Callable] = {"time_budget": build_time_budget_callback}
+CALLBACKS: dict[str, Callable] = {
+    "time_budget": build_time_budget_callback,
+    "preemption": lambda args: PreemptionCallback(),
+}
 
 
 def build_callbacks(names: list[str], args) -> list[TrainerCallback]:

@@ -218,6 +218,27 @@ class PreferenceDataArguments(SourceArguments):
             raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
 
 
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The highest-step `checkpoint-<step>` folder of output_dir whose save finished (the Trainer writes
+    trainer_state.json last); a newer folder left half-written by a crash is skipped with a warning."""
+    if not os.path.isdir(output_dir):
+        return None
+    steps = sorted(
+        (int(name.split("-", 1)[1]), name)
+        for name in os.listdir(output_dir)
+        if name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()
+    )
+    for _, name in reversed(steps):
+        folder = os.path.join(output_dir, name)
+        if os.path.isfile(os.path.join(folder, "trainer_state.json")):
+            return folder
+        warnings.warn(f"{folder} is incomplete (no trainer_state.json): not resumed from", stacklevel=2)
+    return None
+
+
+RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here
+
+
 @dataclass
 class TimeBudgetArguments:
     """Fields every training recipe adds to its trainer config (pretraining and DPO alike)."""
@@ -229,15 +250,77 @@ class TimeBudgetArguments:
             "and saves at the deadline; without max_steps the LR schedule is fitted to it."
         },
     )
+    time_budget_count_downtime: bool = field(
+        default=False,
+        metadata={
+            "help": "On resume, count the time between the checkpoint and the restart against the budget too "
+            "(default: only training time counts)."
+        },
+    )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Train into an output_dir that already holds a run, replacing it (its checkpoints are removed "
+            "when training starts). Without it, or resume_from_checkpoint, such a folder is refused."
+        },
+    )
     callbacks: list[str] = field(
-        default_factory=lambda: ["time_budget"], metadata={"help": "Callbacks by name (see slam_recipes.CALLBACKS)."}
+        default_factory=lambda: ["time_budget", "preemption"],
+        metadata={
+            "help": "Callbacks by name (see slam_recipes.CALLBACKS): time_budget stops at the deadline; preemption "
+            "checkpoints and exits on SIGTERM/SIGINT."
+        },
     )
     peak_tflops: float | None = field(
         default=None,
         metadata={"help": "Peak bf16 TFLOP/s of one device for MFU; default: looked up from the GPU name."},
     )
 
+    def check_resume(self) -> None:
+        """`resume_from_checkpoint: true` (or `latest`) → the newest `checkpoint-*` of output_dir; false → None; a
+        path must be a folder. A missing checkpoint is an error now, not after the data is prepared."""
+        value = self.resume_from_checkpoint
+        if value is None or not isinstance(value, str):
+            return
+        if value.lower() in ("false", "none", ""):
+            self.resume_from_checkpoint = None
+        elif value.lower() in ("true", "latest"):
+            latest = latest_complete_checkpoint(self.output_dir)
+            if latest is None:
+                raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {self.output_dir} to resume")
+            self.resume_from_checkpoint = latest
+        elif not os.path.isdir(value):
+            raise ConfigError(f"resume_from_checkpoint: no such checkpoint folder {value}")
+
+    def check_output_dir(self) -> None:
+        """An output_dir that already holds a run (a model, a trainer state, checkpoints) is not trained into again
+        unless the run is resumed or `overwrite_output_dir` is set. Called by the training recipes at start-up (not
+        when a recipe is only parsed)."""
+        if self.resume_from_checkpoint or self.overwrite_output_dir or not os.path.isdir(self.output_dir):
+            return
+        held = sorted(
+            name for name in os.listdir(self.output_dir) if name in RUN_FILES or name.startswith("checkpoint-")
+        )
+        if held:
+            raise ConfigError(
+                f"output_dir {self.output_dir} already holds a run ({', '.join(held[:3])}); pass "
+                "--overwrite_output_dir true to replace it or --resume_from_checkpoint true to continue it"
+            )
+
+    def min_lr_as_rate(self) -> None:
+        """`lr_scheduler_kwargs: {min_lr: x}` → `{min_lr_rate: x / learning_rate}`: the same schedule, but transformers
+        then needs no `optimizer.defaults`, which DeepSpeed's ZeRO optimizer lacks."""
+        kwargs = self.lr_scheduler_kwargs
+        kind = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
+        if kind == "cosine_with_min_lr" and isinstance(kwargs, dict) and kwargs.get("min_lr") is not None:
+            if kwargs.get("min_lr_rate") is not None:
+                raise ConfigError("lr_scheduler_kwargs: give min_lr or min_lr_rate, not both")
+            rate = float(kwargs["min_lr"]) / self.learning_rate
+            self.lr_scheduler_kwargs = {k: v for k, v in kwargs.items() if k != "min_lr"} | {"min_lr_rate": rate}
+
     def check_time_budget(self) -> None:
+        self.min_lr_as_rate()
+        self.check_resume()
         self.time_budget_seconds = parse_time_budget(self.time_budget)
         # Tokens seen are always counted: they are logged with tokens/s and MFU. (Set here rather than as a field
         # default: HfArgumentParser runs string defaults of this field through its bool parser.)
@@ -550,7 +633,8 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
 
 def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
     """The recipe as run: the YAML file's mapping (in its order) with the command line's values on top, secrets
-    (`*token*` keys) left out. Saved as `recipe.yaml`, it reruns the same configuration with `--config`."""
+    (`*token*` keys) and `resume_from_checkpoint` left out. Saved as `recipe.yaml`, it reruns the same configuration
+    with `--config`."""
     import enum
 
     argv = sys.argv[1:] if args is None else list(args)
@@ -574,7 +658,8 @@ def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
             return {str(k): plain(v) for k, v in value.items()}
         return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
-    return {key: plain(value) for key, value in values.items() if "token" not in key}
+    session = ("resume_from_checkpoint",)  # how this session started, not what the run is
+    return {key: plain(value) for key, value in values.items() if "token" not in key and key not in session}
 
 
 def _config_path(argv: list[str]) -> str | None:

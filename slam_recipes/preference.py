@@ -40,11 +40,15 @@ def _preference_map(batch: pa.Table, indices: list[int], label: str, num_units: 
     return pa.table(out)
 
 
-def to_preference_strings(dataset, label: str, *, num_units: int, dedup: bool = False, num_proc: int | None = None):
-    """Validate one loaded dataset and turn its units into the strings TRL tokenizes (text columns kept)."""
+def check_preference_columns(dataset, label: str) -> None:
     missing = [c for c in PREFERENCE_COLUMNS if c not in dataset.column_names]
     if missing:
         raise DataError(f"{label}: missing preference column(s) {missing} (found {dataset.column_names})")
+
+
+def to_preference_strings(dataset, label: str, *, num_units: int, dedup: bool = False, num_proc: int | None = None):
+    """Validate one loaded dataset and turn its units into the strings TRL tokenizes (text columns kept)."""
+    check_preference_columns(dataset, label)
     for name in PREFERENCE_COLUMNS:
         check_units_column(dataset, name, label)
     return (
@@ -99,6 +103,7 @@ def load_preference_dataset(
     parts = []
     for name in dataset_names:
         for label, dataset in load_source(name, split, config_name):
+            check_preference_columns(dataset, label)  # before the text columns the filter needs
             if auto_bleu_filter:
                 dataset = filter_repetitive(dataset, label, auto_bleu_n, auto_bleu_threshold, num_proc)
             parts.append(to_preference_strings(dataset, label, num_units=num_units, dedup=dedup, num_proc=num_proc))

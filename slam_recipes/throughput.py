@@ -156,6 +156,7 @@ def variant_recipe(base: dict, overrides: dict, data_file: str, output_dir: str,
         logging_steps=log_every,
         logging_first_step=False,
         output_dir=output_dir,
+        overwrite_output_dir=True,  # the interleaved repeats of a variant train into the same folder
         report_to="none",
         disable_tqdm=True,
     )

@@ -6,6 +6,7 @@ Only public Trainer methods are overridden (`log`, `get_batch_samples`, `create_
 
 from __future__ import annotations
 
+import os
 import resource
 import sys
 import time
@@ -15,7 +16,14 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 from trl import DPOTrainer
 
-from slam_recipes.callbacks import BUDGET_SCHEDULES, BudgetSchedule, TimeBudgetCallback, min_lr_ratio
+from slam_recipes.callbacks import (
+    BUDGET_SCHEDULES,
+    EXIT_PREEMPTED,
+    BudgetSchedule,
+    PreemptionCallback,
+    TimeBudgetCallback,
+    min_lr_ratio,
+)
 
 # Dense bf16 tensor-core peak per device, in TFLOP/s (vendor datasheets). Matched against the device name.
 PEAK_BF16_TFLOPS = {
@@ -184,14 +192,47 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
     from slam_recipes.reports import write_run_report
 
     args = trainer.args
+    if args.should_save:
+        clear_checkpoints(
+            args.output_dir,
+            all_of_them=getattr(args, "overwrite_output_dir", False) and not args.resume_from_checkpoint,
+        )
     if trainer.run_info and args.report_to:
         trainer.add_callback(RecipeLoggingCallback(trainer.run_info["recipe"], trainer.callback_handler.callbacks))
     result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    preemption = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, PreemptionCallback)), None)
+    if preemption is not None and preemption.preempted_at_step is not None:
+        step = preemption.preempted_at_step
+        checkpoint = os.path.join(args.output_dir, f"checkpoint-{step}")
+        print(
+            f"preempted at step {step}: {checkpoint} written; continue with --resume_from_checkpoint true "
+            f"(exit code {EXIT_PREEMPTED})",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise SystemExit(EXIT_PREEMPTED)
     trainer.log_metrics("train", result.metrics)
     trainer.save_metrics("train", result.metrics)
     trainer.save_state()
     write_run_report(trainer, result.metrics)
     save_trained_model(trainer, args.output_dir, merge_adapters=merge_adapters)  # and pushes, with `push_to_hub`
+
+
+def clear_checkpoints(output_dir: str, all_of_them: bool = False) -> None:
+    """Before training: remove the `checkpoint-*` folders a crash left half-written (no trainer_state.json, which the
+    Trainer writes last), so that neither `resume_from_checkpoint: true` nor `save_total_limit`'s rotation (which
+    keeps the newest) ever takes one for a checkpoint; with `all_of_them` (overwrite_output_dir), every checkpoint."""
+    import logging
+    import shutil
+
+    for name in sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []:
+        folder = os.path.join(output_dir, name)
+        if not (name.startswith("checkpoint-") and name[len("checkpoint-") :].isdigit() and os.path.isdir(folder)):
+            continue
+        if all_of_them or not os.path.isfile(os.path.join(folder, "trainer_state.json")):
+            if not all_of_them:
+                logging.getLogger(__name__).warning("Removing %s: a checkpoint whose save did not finish", folder)
+            shutil.rmtree(folder)
 
 
 def setup_logging(args) -> None:

@@ -150,8 +150,9 @@ def test_resume_keeps_the_original_deadline(tmp_path):
     assert trainer.state.global_step == 4 and (tmp_path / "out" / "checkpoint-4").is_dir()
 
     clock = FakeClock(start=5000.0)  # another machine, another clock
-    trainer, budget = make_trainer(tmp_path, clock)
-    trainer.train(resume_from_checkpoint=str(tmp_path / "out" / "checkpoint-4"))
+    trainer, budget = make_trainer(tmp_path, clock, resume_from_checkpoint="latest")
+    assert trainer.args.resume_from_checkpoint == str(tmp_path / "out" / "checkpoint-4")
+    trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint)
     assert budget.elapsed_before == pytest.approx(4.0)
     assert trainer.state.global_step == 10  # 4 s spent before + 6 steps of 1 s
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5)

@@ -130,7 +130,8 @@ def test_slam_recipe_is_paper_table4():
     assert data_args.context_length == 1024 and data_args.packing == "padding_free"
     assert (args.per_device_train_batch_size, args.gradient_accumulation_steps) == (8, 16)
     assert args.learning_rate == 1e-3 and args.warmup_steps == 0.01
-    assert args.lr_scheduler_type == "cosine_with_min_lr" and args.lr_scheduler_kwargs == {"min_lr": 5e-5}
+    assert args.lr_scheduler_type == "cosine_with_min_lr"
+    assert args.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(5e-5 / 1e-3)}  # min_lr 5e-5, as a rate
     assert args.max_grad_norm == 0.5 and args.bf16 and args.optim == "adamw_torch_fused"
     assert args.time_budget_seconds == 23.5 * 3600
     assert model_args.model_config_overrides == {"attention_dropout": 0.0}

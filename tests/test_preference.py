@@ -214,11 +214,15 @@ def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
     assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
 
 
-@pytest.mark.parametrize("case", ["text_lm", "no_text"])
+@pytest.mark.parametrize("case", ["text_lm", "no_text", "missing_field"])
 def test_dpo_bad_input(tmp_path, tiny_unit_lm_dir, tiny_text_lm_dir, case):
     out = tmp_path / "out"
     if case == "text_lm":
         args, message = ["--model_name_or_path", tiny_text_lm_dir], "has vocab_size 1000, the unit tokenizer has 502"
+    elif case == "missing_field":  # preference rows without `rejected`
+        rows = write_jsonl(tmp_path / "half.jsonl", [{k: p[k] for k in ("prompt", "chosen")} for p in PAIRS])
+        args = ["--model_name_or_path", tiny_unit_lm_dir, "--dataset_name", rows, "--validation_split", ""]
+        message = "missing preference column(s) ['rejected']"
     else:
         bare = write_jsonl(
             tmp_path / "bare.jsonl", [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in PAIRS]

@@ -129,6 +129,12 @@ def bad_data(tmp_path):
         ("budget", r"time_budget '1 day' is malformed"),
         ("vocab", r"tokenizer/model vocabulary mismatch: tokenizer has 302 tokens, model vocab_size is 502"),
         ("unknown_flag", r"not used by the HfArgumentParser"),
+        ("negative_id", r"bad.jsonl row 1: unit id -1 outside \[0, 500\)"),
+        ("string_units", r"bad.jsonl: column 'units' holds lists of string; expected integer lists or <UnK> strings"),
+        (
+            "held_run",
+            r"already holds a run \(run_summary.json, trainer_state.json\); pass --overwrite_output_dir true",
+        ),
     ],
 )
 def test_bad_input_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path, bad_data, case, message):
@@ -149,11 +155,22 @@ def test_bad_input_one_line_exit_2_nothing_written(monkeypatch, capsys, tmp_path
         args += ["--tokenizer_name_or_path", str(tmp_path / "tok300")]
     elif case == "unknown_flag":
         args += ["--lerning_rate", "1"]
+    elif case == "negative_id":
+        args += ["--dataset_name", bad_data([{"units": [1, 2]}, {"units": [3, -1]}]), "--validation_split", ""]
+    elif case == "string_units":
+        args += ["--dataset_name", bad_data([{"units": ["3", "49"]}]), "--validation_split", ""]
+    elif case == "held_run":  # another run's output folder: left as it was
+        out.mkdir()
+        (out / "run_summary.json").write_text("{}")
+        (out / "trainer_state.json").write_text("{}")
     code, lines = run_in_process(monkeypatch, capsys, *args)
     assert code == 2
     assert len(lines) == 1, lines
     assert re.search(message, lines[0]), lines[0]
-    assert not out.exists()
+    if case == "held_run":
+        assert sorted(os.listdir(out)) == ["run_summary.json", "trainer_state.json"]
+    else:
+        assert not out.exists()
 
 
 def test_unknown_yaml_key_exits_2_from_the_command_line(tmp_path):

@@ -1,0 +1,200 @@
+"""Reliability: preemption and resume inside the time budget, and determinism."""
+
+import importlib.util
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO, run_recipe
+
+PRETRAIN = os.path.join(REPO, "recipes", "pretrain.py")
+DPO = os.path.join(REPO, "recipes", "dpo.py")
+DEMO = os.path.join(REPO, "recipes", "demo")
+EXIT_PREEMPTED = 75
+QUICK = (  # the demo recipe, 16 steps, a loss logged at every step
+    "--max_steps", "16", "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no",
+    "--disable_tqdm", "true",
+)  # fmt: skip
+
+
+def losses(output_dir) -> dict[int, float]:
+    with open(os.path.join(output_dir, "trainer_state.json")) as f:
+        return {h["step"]: h["loss"] for h in json.load(f)["log_history"] if "loss" in h}
+
+
+def signal_after_logs(command: list[str], signum: int, logs: int) -> tuple[int, str]:
+    """Start a recipe, send it `signum` once it has logged `logs` training steps; its exit code and output."""
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, seen = [], 0
+    for line in process.stdout:
+        output.append(line)
+        seen += "'loss'" in line
+        if seen == logs and process.poll() is None:
+            process.send_signal(signum)
+            seen += 1
+    return process.wait(timeout=300), "".join(output)
+
+
+def test_sigterm_checkpoints_and_the_resumed_run_matches_an_uninterrupted_one(tmp_path):
+    """SIGTERM to the real recipe process: a checkpoint at the next step boundary, exit 75; the resumed run has the
+    same data order, optimizer and schedule (identical losses to an uninterrupted run) and the original deadline."""
+    out = tmp_path / "preempted"
+    command = [
+        sys.executable,
+        PRETRAIN,
+        "--config",
+        os.path.join(DEMO, "pretrain.yaml"),
+        *QUICK,
+        "--output_dir",
+        str(out),
+    ]
+    code, output = signal_after_logs(command, signal.SIGTERM, logs=4)
+    assert code == EXIT_PREEMPTED, output[-3000:]
+    (checkpoint,) = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
+    stopped = int(checkpoint.split("-")[1])
+    assert 4 <= stopped <= 6  # the step running when the signal came: at most one step of work is lost
+    assert f"preempted at step {stopped}: {out}/checkpoint-{stopped} written" in output
+    assert not (out / "model.safetensors").exists()  # the run is not finished: no final model
+    with open(out / checkpoint / "trainer_state.json") as f:
+        spent = json.load(f)["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed_before"]
+    assert spent > 0
+
+    (out / "checkpoint-99").mkdir()  # a save a crash cut short: never resumed from, removed
+    (out / "checkpoint-99" / "model.safetensors").write_bytes(b"\0")
+    resumed = run_recipe(PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), *QUICK, "--output_dir", str(out),
+                         "--resume_from_checkpoint", "true")  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    whole = tmp_path / "whole"
+    assert (
+        run_recipe(
+            PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), *QUICK, "--output_dir", str(whole)
+        ).returncode
+        == 0
+    )
+    assert losses(out) == losses(whole) and max(losses(out)) == 16
+    assert not (out / "checkpoint-99").exists()
+    with open(out / "run_summary.json") as f:
+        summary = json.load(f)
+    runtime = summary["training"]["wall_time_seconds"]  # this session's training time
+    assert summary["budget"]["used_seconds"] == pytest.approx(spent + runtime, abs=1.0)  # the deadline kept
+
+
+def test_sigint_during_dpo_checkpoints_too(tmp_path, tiny_unit_lm_dir):
+    out = tmp_path / "dpo"
+    command = [
+        sys.executable, DPO, "--config", os.path.join(DEMO, "dpo.yaml"), "--model_name_or_path", tiny_unit_lm_dir,
+        "--output_dir", str(out), "--max_steps", "30", "--logging_steps", "1", "--eval_strategy", "no",
+        "--save_strategy", "no", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    code, output = signal_after_logs(command, signal.SIGINT, logs=2)
+    assert code == EXIT_PREEMPTED, output[-3000:]
+    (checkpoint,) = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
+    assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= set(os.listdir(out / checkpoint))
+
+
+def test_resume_without_a_checkpoint_is_one_line_before_anything_runs(tmp_path):
+    out = tmp_path / "empty"
+    result = run_recipe(PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out),
+                        "--resume_from_checkpoint", "true")  # fmt: skip
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: resume_from_checkpoint: no checkpoint-* folder in {out} to resume"
+    )
+    assert not out.exists()
+
+
+def test_resume_latest_skips_a_half_written_checkpoint(tmp_path):
+    from slam_recipes.configs import latest_complete_checkpoint
+
+    for step, complete in ((10, True), (20, True), (30, False)):  # a crash while checkpoint-30 was being written
+        (tmp_path / f"checkpoint-{step}").mkdir()
+        (tmp_path / f"checkpoint-{step}" / "model.safetensors").write_bytes(b"\0")
+        if complete:
+            (tmp_path / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    with pytest.warns(UserWarning, match="checkpoint-30 is incomplete"):
+        assert latest_complete_checkpoint(str(tmp_path)) == str(tmp_path / "checkpoint-20")
+
+
+def test_downtime_counts_only_when_asked():
+    from slam_recipes.callbacks import TimeBudgetCallback
+
+    class State:
+        global_step = 10
+        stateful_callbacks = {"TimeBudgetCallback": {"attributes": {"elapsed_before": 100.0, "saved_at": 1000.0}}}
+
+    for count, expected in ((False, 100.0), (True, 100.0 + 500.0)):
+        callback = TimeBudgetCallback(3600, clock=lambda: 0.0, count_downtime=count, wall_clock=lambda: 1500.0)
+        callback.on_train_begin(None, State(), None)
+        assert callback.elapsed() == expected
+
+
+def test_same_seed_same_data_same_loss_curve_and_overwrite_replaces_the_run(tmp_path):
+    """Determinism on CPU: the same recipe run twice logs the same losses, step for step. The second run trains into
+    the first one's folder: refused, then allowed with overwrite_output_dir, which removes the old checkpoints."""
+    out = str(tmp_path / "run")
+    recipe = [
+        PRETRAIN,
+        "--config",
+        os.path.join(DEMO, "pretrain.yaml"),
+        *QUICK,
+        "--max_steps",
+        "8",
+        "--output_dir",
+        out,
+    ]
+    first = run_recipe(*recipe, "--save_strategy", "steps", "--save_steps", "4")
+    assert first.returncode == 0, first.stderr[-3000:]
+    curve = losses(out)
+    assert [n for n in os.listdir(out) if n.startswith("checkpoint-")] == ["checkpoint-8"]  # save_total_limit 1
+    assert run_recipe(*recipe).returncode == 2  # another run's folder
+    again = run_recipe(*recipe, "--overwrite_output_dir", "true")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert len(curve) == 8 and losses(out) == curve
+    assert not [n for n in os.listdir(out) if n.startswith("checkpoint-")]
+
+
+def test_two_processes_keep_the_global_batch_stop_together_and_only_rank_0_writes(tmp_path):
+    """torchrun, 2 CPU processes (gloo) of the demo recipe at half the per-device batch: the 1-process run's global
+    batch of 16 rows; the time budget stops both ranks on the same step; the files are written once, by rank 0."""
+    out = tmp_path / "ddp"
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", PRETRAIN,
+        "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out), "--per_device_train_batch_size", "8",
+        "--max_steps", "1000", "--time_budget", "6", "--logging_steps", "1", "--eval_strategy", "no",
+        "--save_strategy", "no", "--disable_tqdm", "true", "--ddp_backend", "gloo",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    stops = [
+        line.split("reached at step ")[1].split(":")[0]
+        for line in result.stderr.splitlines()
+        if "reached at step" in line
+    ]
+    assert len(stops) == 2 and stops[0] == stops[1]  # each rank logs its stop: the same step
+    with open(out / "trainer_state.json") as f:
+        state = json.load(f)
+    assert state["global_step"] == int(stops[0]) < 1000
+    first = next(h for h in state["log_history"] if "loss" in h)
+    assert 16 * 480 <= first["num_input_tokens_seen"] <= 16 * 512  # 2 × 8 packed rows of the 512-token context
+    with open(out / "run_summary.json") as f:
+        assert json.load(f)["hardware"]["num_processes"] == 2
+    assert result.stderr.count("Writing model shards: 100%") == 1  # the final save, by rank 0 only
+
+
+@pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason='needs pip install -e ".[deepspeed]"')
+def test_deepspeed_zero2_config_trains_on_cpu(tmp_path):
+    """accelerate_configs/deepspeed_zero2.yaml as shipped, 2 CPU processes: the recipe trains (this caught
+    cosine_with_min_lr needing `optimizer.defaults`, which DeepSpeed's ZeRO optimizer lacks)."""
+    out = tmp_path / "ds"
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+        os.path.join(REPO, "accelerate_configs", "deepspeed_zero2.yaml"), "--num_processes", "2", PRETRAIN,
+        "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out), "--max_steps", "4",
+        "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
+    ]  # fmt: skip
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(losses(out)) == 4 and (out / "model.safetensors").is_file()
