@@ -27,7 +27,8 @@ def losses(output_dir) -> dict[int, float]:
 
 def signal_after_logs(command: list[str], signum: int, logs: int) -> tuple[int, str]:
     """Start a recipe, send it `signum` once it has logged `logs` training steps; its exit code and output."""
-    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # each log line as it is printed, not when a buffer fills
+    process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     output, seen = [], 0
     for line in process.stdout:
         output.append(line)
