@@ -14,6 +14,8 @@ from conftest import REPO, run_recipe
 from huggingface_hub import ModelCard
 from local_hub import READ_TOKEN, USER, WRITE_TOKEN, LocalHub
 
+from slam_recipes.hub import model_card
+
 PRETRAIN = os.path.join(REPO, "recipes", "pretrain.py")
 DPO = os.path.join(REPO, "recipes", "dpo.py")
 EVALUATE = os.path.join(REPO, "recipes", "evaluate.py")
@@ -202,13 +204,7 @@ def test_every_run_writes_its_summary_recipe_and_plot(pushed_run, tmp_path):
     assert summary["hardware"]["num_processes"] == 1 and summary["recipe"]["max_steps"] == 3
     assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert yaml.safe_load((out / "recipe.yaml").read_text())["model_name_or_path"] == str(pretrained)
-    assert "DPO of " + str(pretrained) in write_card_text(out)
-
-
-def write_card_text(folder) -> str:
-    from slam_recipes.hub import model_card
-
-    return model_card(str(folder))
+    assert f"This checkpoint: DPO of {pretrained} (pretraining)." in model_card(str(out))
 
 
 def test_recipe_config_reaches_the_installed_trackers(pushed_run):
