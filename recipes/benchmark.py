@@ -49,20 +49,6 @@ def write_synthetic_units(folder: str, num_utterances: int, seed: int = 0) -> di
 STRING_BASELINE = "audio_repr jsonl → WordLevel tokenizer (slamkit-style)"
 
 
-def string_tokenizer_ids(dataset, num_units: int):
-    """The slamkit-style baseline: `<Un..>` strings through a tokenizers WordLevel model (this package's unit
-    tokenizer), framed `<S> ... <S>`, by a batched `datasets.map`."""
-    from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, build_unit_tokenizer
-
-    tokenizer = build_unit_tokenizer(num_units)
-
-    def encode(batch):
-        texts = [BOS_TOKEN + text + EOS_TOKEN for text in batch["audio_repr"]]
-        return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
-
-    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)
-
-
 def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3) -> dict:
     """Load, then units → token ids, for each input form (this package's vectorised path), against the string
     tokeniser path on the same utterances (checked to give the same ids); then padding-free packing. Each stage's
@@ -70,6 +56,7 @@ def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3
     import datasets
 
     from slam_recipes.data import count_tokens, load_source, pack, to_token_ids
+    from slam_recipes.throughput import string_tokenizer_ids
 
     no_chunking = 1 << 30  # the string path does not chunk: compare whole utterances
     rows, outputs = [], {}

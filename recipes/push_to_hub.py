@@ -13,24 +13,17 @@ from slam_recipes.errors import run_entry_point
 
 
 def main() -> None:
-    import os
-
     from slam_recipes.configs import PushArguments, parse_recipe_args
-    from slam_recipes.hub import check_push_target, hub_client, write_model_card
+    from slam_recipes.hub import push_folder
 
     (args,) = parse_recipe_args((PushArguments,))
-    repo_name = args.hub_model_id or os.path.basename(os.path.abspath(args.model_dir))
-    repo_id = check_push_target(repo_name, args.hub_token, args.hub_revision)
-    write_model_card(args.model_dir, repo_id)
-    api = hub_client()
-    api.create_repo(repo_id, token=args.hub_token, private=args.hub_private_repo, exist_ok=True)
-    commit = api.upload_folder(
-        repo_id=repo_id,
-        folder_path=args.model_dir,
-        commit_message=args.commit_message,
+    repo_id, commit = push_folder(
+        args.model_dir,
+        args.hub_model_id,
         token=args.hub_token,
+        private=args.hub_private_repo,
         revision=args.hub_revision,
-        ignore_patterns=["_*", "checkpoint-*", "checkpoint-*/**"],
+        commit_message=args.commit_message,
     )
     print(f"Pushed {args.model_dir} to {repo_id}: {getattr(commit, 'commit_url', commit)}")
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
+import shutil
 import signal
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable
 
@@ -103,25 +106,18 @@ def _budget_schedule(lr_scheduler) -> BudgetSchedule | None:
     return None
 
 
-def _share_from_main_process(values: list[float], device) -> list[float]:
-    """Rank 0's values on every rank, so all ranks take the same decision on the same step."""
+def _agree(values: list[float], device, how: str) -> list[float]:
+    """The same values on every rank, so all ranks take the same decision on the same step: rank 0's (`how="main"`)
+    or the maximum over ranks (`how="max"`: a flag raised on any rank is raised on all)."""
     if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
         return values
     if torch.distributed.get_world_size() == 1:
         return values
     tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.broadcast(tensor, src=0)
-    return tensor.tolist()
-
-
-def _any_process(values: list[float], device) -> list[float]:
-    """The maximum over processes of each value (a flag raised on any rank is raised on all)."""
-    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-        return values
-    if torch.distributed.get_world_size() == 1:
-        return values
-    tensor = torch.tensor(values, dtype=torch.float64, device=device)
-    torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
+    if how == "main":
+        torch.distributed.broadcast(tensor, src=0)
+    else:
+        torch.distributed.all_reduce(tensor, op=torch.distributed.ReduceOp.MAX)
     return tensor.tolist()
 
 
@@ -209,7 +205,7 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             horizon = state.global_step + math.ceil(max(0.0, remaining) / step_time - 1e-9)
         else:
             horizon = state.max_steps
-        stop, horizon = _share_from_main_process([float(remaining <= 0), float(horizon)], args.device)
+        stop, horizon = _agree([float(remaining <= 0), float(horizon)], args.device, "main")
 
         schedule = _budget_schedule(kwargs.get("lr_scheduler"))
         if schedule is not None:
@@ -235,6 +231,41 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             control.should_save = args.save_strategy != "no"
             control.should_evaluate = args.eval_strategy != "no"
         return control
+
+
+# -- checkpoints on disk ------------------------------------------------------------------------------------------------
+def checkpoint_folders(output_dir: str) -> list[tuple[int, str, bool]]:
+    """(step, folder, complete) of each `checkpoint-<step>` folder of output_dir, by step. Complete: its save finished,
+    i.e. it holds trainer_state.json, which the Trainer writes last."""
+    if not os.path.isdir(output_dir):
+        return []
+    found = []
+    for name in os.listdir(output_dir):
+        folder, step = os.path.join(output_dir, name), name.removeprefix("checkpoint-")
+        if name != step and step.isdigit() and os.path.isdir(folder):
+            found.append((int(step), folder, os.path.isfile(os.path.join(folder, "trainer_state.json"))))
+    return sorted(found)
+
+
+def latest_complete_checkpoint(output_dir: str) -> str | None:
+    """The highest-step complete checkpoint of output_dir; a newer one a crash left half-written is skipped with a
+    warning."""
+    for _, folder, complete in reversed(checkpoint_folders(output_dir)):
+        if complete:
+            return folder
+        warnings.warn(f"{folder} is incomplete (no trainer_state.json): not resumed from", stacklevel=2)
+    return None
+
+
+def clear_checkpoints(output_dir: str, all_of_them: bool = False) -> None:
+    """Before training: remove the checkpoints a crash left half-written, so that neither `resume_from_checkpoint:
+    true` nor `save_total_limit`'s rotation (which keeps the newest) ever takes one for a checkpoint; with
+    `all_of_them` (overwrite_output_dir), every checkpoint."""
+    for _, folder, complete in checkpoint_folders(output_dir):
+        if all_of_them or not complete:
+            if not all_of_them:
+                logger.warning("Removing %s: a checkpoint whose save did not finish", folder)
+            shutil.rmtree(folder)
 
 
 EXIT_PREEMPTED = 75  # EX_TEMPFAIL: stopped by a signal after writing a checkpoint; rerun with resume_from_checkpoint
@@ -266,7 +297,7 @@ class PreemptionCallback(TrainerCallback):
         return control
 
     def on_step_end(self, args, state, control, **kwargs):
-        (requested,) = _any_process([float(self.received is not None)], args.device)
+        (requested,) = _agree([float(self.received is not None)], args.device, "max")
         if requested:
             self.preempted_at_step = state.global_step
             control.should_save = True

@@ -13,7 +13,7 @@ import yaml
 from transformers import TrainingArguments
 from trl import DPOConfig
 
-from slam_recipes.callbacks import parse_time_budget
+from slam_recipes.callbacks import latest_complete_checkpoint, parse_time_budget
 from slam_recipes.data import PACKING_MODES
 from slam_recipes.errors import ConfigError
 
@@ -216,24 +216,6 @@ class PreferenceDataArguments(SourceArguments):
         super().__post_init__()
         if self.auto_bleu_n < 1:
             raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
-
-
-def latest_complete_checkpoint(output_dir: str) -> str | None:
-    """The highest-step `checkpoint-<step>` folder of output_dir whose save finished (the Trainer writes
-    trainer_state.json last); a newer folder left half-written by a crash is skipped with a warning."""
-    if not os.path.isdir(output_dir):
-        return None
-    steps = sorted(
-        (int(name.split("-", 1)[1]), name)
-        for name in os.listdir(output_dir)
-        if name.startswith("checkpoint-") and name.split("-", 1)[1].isdigit()
-    )
-    for _, name in reversed(steps):
-        folder = os.path.join(output_dir, name)
-        if os.path.isfile(os.path.join(folder, "trainer_state.json")):
-            return folder
-        warnings.warn(f"{folder} is incomplete (no trainer_state.json): not resumed from", stacklevel=2)
-    return None
 
 
 RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here

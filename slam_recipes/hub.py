@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from slam_recipes.callbacks import format_seconds
 from slam_recipes.errors import ConfigError, first_line
 from slam_recipes.units import BOS_ID, NUM_SPECIAL, PAD_ID
 
@@ -101,6 +102,32 @@ def check_trainer_push(args) -> None:
         )
 
 
+def push_folder(
+    folder: str,
+    repo_name: str | None = None,
+    *,
+    token: str | None = None,
+    private: bool | None = None,
+    revision: str | None = None,
+    commit_message: str = "slam-recipes: model, tokenizer and card",
+):
+    """Push a trained model folder (e.g. once evaluated) with a refreshed card, leaving out what the Trainer's push
+    leaves out (checkpoints, `_*`). `repo_name` defaults to the folder's name. Returns (repo id, commit info)."""
+    repo_id = check_push_target(repo_name or Path(folder).absolute().name, token, revision)
+    write_model_card(folder, repo_id)
+    api = hub_client()
+    api.create_repo(repo_id, token=token, private=private, exist_ok=True)
+    commit = api.upload_folder(
+        repo_id=repo_id,
+        folder_path=folder,
+        commit_message=commit_message,
+        token=token,
+        revision=revision,
+        ignore_patterns=["_*", "checkpoint-*"],
+    )
+    return repo_id, commit
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The model card
 # ---------------------------------------------------------------------------------------------------------------------
@@ -116,10 +143,7 @@ def _is_hub_id(name: str | None) -> bool:
 
 
 def _hms(seconds: float | None) -> str:
-    if seconds is None:
-        return "—"
-    seconds = int(round(seconds))
-    return f"{seconds // 3600}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
+    return "—" if seconds is None else format_seconds(seconds)
 
 
 def _number(value, digits: int = 4) -> str:

@@ -153,7 +153,6 @@ def device_description(args) -> str:
 
 def run_summary(trainer, train_metrics: dict) -> dict:
     """The run's measured record: tokens seen, wall time, tokens/s, MFU, final losses, the time budget used."""
-    import statistics
     import time
 
     import torch
@@ -161,6 +160,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
     import trl
 
     from slam_recipes.callbacks import TimeBudgetCallback
+    from slam_recipes.throughput import summarise_logs
 
     state, args = trainer.state, trainer.args
     history = state.log_history
@@ -184,7 +184,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
         for k, v in entry.items()
         if k.startswith("eval_") and k not in skip
     }
-    interval_rates = [entry["tokens_per_second"] for entry in history if "tokens_per_second" in entry]
+    logged = summarise_logs(history) if any("tokens_per_second" in entry for entry in history) else {}
     budget = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
     return {
         **(trainer.run_info or {}),
@@ -193,9 +193,9 @@ def run_summary(trainer, train_metrics: dict) -> dict:
             "tokens_seen": tokens,
             "wall_time_seconds": round(runtime, 1),
             "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second else None,
-            "median_interval_tokens_per_second": statistics.median(interval_rates) if interval_rates else None,
+            "median_interval_tokens_per_second": logged.get("tokens_per_s"),
             "mfu": round(mfu, 4) if mfu is not None else None,
-            "peak_memory_gib": max((e["peak_memory_gib"] for e in history if "peak_memory_gib" in e), default=None),
+            "peak_memory_gib": logged.get("peak_memory_gib"),
             "final_losses": {
                 "train": last("loss"),
                 "train_mean": train_metrics.get("train_loss"),

@@ -412,3 +412,18 @@ def markdown_table(result: dict) -> str:
             f"{mfu} | {wait} | {v['peak_memory_gib']:.2f} | {kept} |"
         )
     return "\n".join(lines)
+
+
+# The preparation benchmark's baseline (recipes/benchmark.py): how slamkit-style data is turned into ids.
+def string_tokenizer_ids(dataset, num_units: int):
+    """The slamkit-style baseline: `<Un..>` strings through a tokenizers WordLevel model (this package's unit
+    tokenizer), framed `<S> ... <S>`, by a batched `datasets.map`."""
+    from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, build_unit_tokenizer
+
+    tokenizer = build_unit_tokenizer(num_units)
+
+    def encode(batch):
+        texts = [BOS_TOKEN + text + EOS_TOKEN for text in batch["audio_repr"]]
+        return {"input_ids": tokenizer(texts, add_special_tokens=False)["input_ids"]}
+
+    return dataset.map(encode, batched=True, remove_columns=dataset.column_names)

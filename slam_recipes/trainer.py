@@ -22,6 +22,7 @@ from slam_recipes.callbacks import (
     BudgetSchedule,
     PreemptionCallback,
     TimeBudgetCallback,
+    clear_checkpoints,
     min_lr_ratio,
 )
 
@@ -216,23 +217,6 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
     trainer.save_state()
     write_run_report(trainer, result.metrics)
     save_trained_model(trainer, args.output_dir, merge_adapters=merge_adapters)  # and pushes, with `push_to_hub`
-
-
-def clear_checkpoints(output_dir: str, all_of_them: bool = False) -> None:
-    """Before training: remove the `checkpoint-*` folders a crash left half-written (no trainer_state.json, which the
-    Trainer writes last), so that neither `resume_from_checkpoint: true` nor `save_total_limit`'s rotation (which
-    keeps the newest) ever takes one for a checkpoint; with `all_of_them` (overwrite_output_dir), every checkpoint."""
-    import logging
-    import shutil
-
-    for name in sorted(os.listdir(output_dir)) if os.path.isdir(output_dir) else []:
-        folder = os.path.join(output_dir, name)
-        if not (name.startswith("checkpoint-") and name[len("checkpoint-") :].isdigit() and os.path.isdir(folder)):
-            continue
-        if all_of_them or not os.path.isfile(os.path.join(folder, "trainer_state.json")):
-            if not all_of_them:
-                logging.getLogger(__name__).warning("Removing %s: a checkpoint whose save did not finish", folder)
-            shutil.rmtree(folder)
 
 
 def setup_logging(args) -> None:

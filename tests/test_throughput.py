@@ -3,7 +3,6 @@ attention, static-shape batches, the trainer's throughput logs, and a short real
 
 import json
 import os
-import runpy
 
 import numpy as np
 import pytest
@@ -123,10 +122,9 @@ def test_string_tokenizer_baseline_gives_the_unit_path_ids(tmp_path):
     from slam_recipes.data import to_token_ids
     from slam_recipes.units import units_to_string
 
-    bench = runpy.run_path(os.path.join(REPO, "recipes", "benchmark.py"))
     units = [[3, 4, 5], [499], [0, 0, 17, 250]]
     strings = Dataset.from_dict({"audio_repr": [units_to_string(u) for u in units]})
-    baseline = bench["string_tokenizer_ids"](strings, 500)["input_ids"]
+    baseline = throughput.string_tokenizer_ids(strings, 500)["input_ids"]
     ours = to_token_ids(Dataset.from_dict({"units": units}), "x", num_units=500)["input_ids"]
     assert baseline == ours == [[1, 5, 6, 7, 1], [1, 501, 1], [1, 2, 2, 19, 252, 1]]
 
