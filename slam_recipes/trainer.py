@@ -186,10 +186,11 @@ class UnitDPOTrainer(SlamTrainerMixin, DPOTrainer):
 
 
 def train_and_save(trainer, merge_adapters: bool = True) -> None:
-    """The end of every recipe: train (resuming if asked), record metrics and state, write the run's report
-    (run_summary.json, recipe.yaml, training.png), save the model; with `push_to_hub`, the Trainer's `save_model`
-    then pushes the folder with this package's model card."""
-    from slam_recipes.callbacks import RecipeLoggingCallback
+    """The end of every recipe: train (resuming if asked; checkpoints renamed into place when complete, see
+    `StagedCheckpointCallback`), record metrics and state, write the run's report (run_summary.json, recipe.yaml,
+    training.png), save the model; with `push_to_hub`, the Trainer's `save_model` then pushes the folder with this
+    package's model card."""
+    from slam_recipes.callbacks import RecipeLoggingCallback, StagedCheckpointCallback
     from slam_recipes.reports import write_run_report
 
     args = trainer.args
@@ -200,7 +201,12 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
         )
     if trainer.run_info and args.report_to:
         trainer.add_callback(RecipeLoggingCallback(trainer.run_info["recipe"], trainer.callback_handler.callbacks))
-    result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    staged = StagedCheckpointCallback(trainer)
+    trainer.add_callback(staged)  # last: it sees every other callback's request for a save
+    try:
+        result = trainer.train(resume_from_checkpoint=args.resume_from_checkpoint)
+    finally:
+        staged.restore(args)  # an exception during a save leaves the Trainer pointed at the staging folder
     preemption = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, PreemptionCallback)), None)
     if preemption is not None and preemption.preempted_at_step is not None:
         step = preemption.preempted_at_step

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from concurrent.futures import Future
 
 from huggingface_hub import CommitInfo, HfApi, RepoUrl
 from huggingface_hub.utils import filter_repo_objects
@@ -52,6 +51,12 @@ class LocalHub(HfApi):
 
     def upload_folder(self, *, repo_id, folder_path, path_in_repo=None, commit_message=None, token=None, revision=None,
                       allow_patterns=None, ignore_patterns=None, run_as_future=False, **kwargs):  # fmt: skip
+        if run_as_future:  # on the client's worker thread, as the real upload: the caller goes on meanwhile
+            return self.run_as_future(
+                self.upload_folder, repo_id=repo_id, folder_path=folder_path, path_in_repo=path_in_repo,
+                commit_message=commit_message, token=token, revision=revision, allow_patterns=allow_patterns,
+                ignore_patterns=ignore_patterns,
+            )  # fmt: skip
         self._check(token or os.environ.get("HF_TOKEN"))
         names = [
             os.path.relpath(os.path.join(folder, name), folder_path)
@@ -67,8 +72,4 @@ class LocalHub(HfApi):
             commit_url=f"https://huggingface.co/{repo_id}/commit/{'0' * 40}", commit_message=commit_message or "",
             commit_description="", oid="0" * 40,
         )  # fmt: skip
-        if not run_as_future:
-            return info
-        future: Future = Future()
-        future.set_result(info)
-        return future
+        return info

@@ -180,6 +180,24 @@ def test_a_repo_this_package_pushed_can_be_pushed_again(hub, tmp_path):
     assert check_push_target("org/new-repo", None) == "org/new-repo"
 
 
+def test_checkpoints_pushed_while_training_are_whole(hub, tmp_path):
+    """hub_strategy checkpoint: each checkpoint is uploaded from where it is written (output_dir/.saving) before it
+    is renamed into place, so the Hub's last-checkpoint and the local checkpoint are the same whole checkpoint."""
+    out = tmp_path / "run"
+    result = run_recipe(PRETRAIN, "--config", PRETRAIN_YAML, "--max_steps", "4", "--save_strategy", "steps",
+        "--save_steps", "2", "--eval_strategy", "no", "--disable_tqdm", "true", "--output_dir", str(out),
+        "--push_to_hub", "true", "--hub_model_id", "staged", "--hub_strategy", "checkpoint",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    pushed = set(hub.list_repo_files(f"{USER}/staged"))
+    local = set(os.listdir(out / "checkpoint-4"))
+    assert {"optimizer.pt", "trainer_state.json"} <= local
+    assert {f"last-checkpoint/{name}" for name in local} <= pushed
+    assert not any(name.startswith((".saving", "checkpoint-")) for name in pushed)
+    assert [message for _, message in hub.commits].count("Training in progress, step 4, checkpoint") == 1
+    assert not (out / ".saving").exists()
+
+
 def test_every_run_writes_its_summary_recipe_and_plot(pushed_run, tmp_path):
     """DPO too: run_summary.json (tokens, wall time, tokens/s, final losses, budget), recipe.yaml, training.png."""
     pretrained, out = pushed_run["out"], tmp_path / "dpo"

@@ -94,6 +94,51 @@ def test_sigint_during_dpo_checkpoints_too(tmp_path, tiny_unit_lm_dir):
     assert code == EXIT_PREEMPTED, output[-3000:]
     (checkpoint,) = [name for name in os.listdir(out) if name.startswith("checkpoint-")]
     assert {"optimizer.pt", "scheduler.pt", "trainer_state.json"} <= set(os.listdir(out / checkpoint))
+    assert not (out / ".saving").exists()  # the staging folder is gone once training has ended
+    assert "in progress" in (out / "README.md").read_text()  # the card TRL writes with each checkpoint
+
+
+def test_a_save_cut_short_leaves_no_checkpoint_and_the_only_complete_one_survives(tmp_path, monkeypatch, caplog):
+    """Checkpoints are written under output_dir/.saving and renamed when complete. A save that fails half-way (a full
+    disk, at the optimizer file of the step-4 save) leaves no checkpoint-4, and checkpoint-2, the only complete one,
+    survives save_total_limit 1; the resumed run removes the debris, continues from step 2 and ends with one checkpoint.
+    """
+    import torch
+
+    out = tmp_path / "run"
+    real_save, written, full_disk = torch.save, [], [True]
+
+    def save(obj, f, *args, **kwargs):  # torch.save, watching the optimizer file of each checkpoint
+        if isinstance(f, str) and os.path.basename(f) == "optimizer.pt":
+            folder = os.path.dirname(f)
+            written.append((folder, (out / os.path.basename(folder)).exists()))
+            if folder.endswith("checkpoint-4") and full_disk[0]:
+                raise OSError(28, "No space left on device")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    recipe = [PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), *QUICK, "--max_steps", "6",
+              "--save_strategy", "steps", "--save_steps", "2", "--output_dir", str(out)]  # fmt: skip
+    with pytest.raises(OSError, match="No space left"):
+        run_recipe(*recipe)
+    staging = str(out / ".saving")
+    assert written == [(f"{staging}/checkpoint-2", False), (f"{staging}/checkpoint-4", False)]
+    assert [n for n in os.listdir(out) if n.startswith("checkpoint-")] == ["checkpoint-2"]
+    assert {"trainer_state.json", "optimizer.pt"} <= set(os.listdir(out / "checkpoint-2"))
+    assert (out / ".saving" / "checkpoint-4" / "model.safetensors").is_file()  # the half-written save
+    first_losses = losses(out / "checkpoint-2")
+
+    full_disk[0] = False
+    with caplog.at_level("WARNING", logger="slam_recipes"):
+        resumed = run_recipe(*recipe, "--resume_from_checkpoint", "true")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert f"Removing {staging}: a checkpoint whose save did not finish" in caplog.text
+    assert written[2:] == [(f"{staging}/checkpoint-4", False), (f"{staging}/checkpoint-6", False)]
+    resumed_losses = losses(out)
+    assert sorted(resumed_losses) == [1, 2, 3, 4, 5, 6]
+    assert {step: resumed_losses[step] for step in (1, 2)} == first_losses  # steps 1-2 from checkpoint-2's state
+    assert [n for n in os.listdir(out) if n.startswith("checkpoint-")] == ["checkpoint-6"]
+    assert not (out / ".saving").exists()
 
 
 def test_resume_without_a_checkpoint_is_one_line_before_anything_runs(tmp_path):
@@ -165,7 +210,7 @@ def test_two_processes_keep_the_global_batch_stop_together_and_only_rank_0_write
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", PRETRAIN,
         "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out), "--per_device_train_batch_size", "8",
         "--max_steps", "1000", "--time_budget", "6", "--logging_steps", "1", "--eval_strategy", "no",
-        "--save_strategy", "no", "--disable_tqdm", "true", "--ddp_backend", "gloo",
+        "--save_strategy", "steps", "--save_steps", "1000", "--disable_tqdm", "true", "--ddp_backend", "gloo",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -182,7 +227,10 @@ def test_two_processes_keep_the_global_batch_stop_together_and_only_rank_0_write
     assert 16 * 480 <= first["num_input_tokens_seen"] <= 16 * 512  # 2 × 8 packed rows of the 512-token context
     with open(out / "run_summary.json") as f:
         assert json.load(f)["hardware"]["num_processes"] == 2
-    assert result.stderr.count("Writing model shards: 100%") == 1  # the final save, by rank 0 only
+    assert result.stderr.count("Writing model shards: 100%") == 2  # the budget's checkpoint and the final save: rank 0
+    checkpoint = out / f"checkpoint-{stops[0]}"  # written by both ranks, renamed into place once both had finished
+    assert {"rng_state_0.pth", "rng_state_1.pth", "optimizer.pt", "trainer_state.json"} <= set(os.listdir(checkpoint))
+    assert not (out / ".saving").exists()
 
 
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason='needs pip install -e ".[deepspeed]"')
@@ -194,8 +242,49 @@ def test_deepspeed_zero2_config_trains_on_cpu(tmp_path):
         sys.executable, "-m", "accelerate.commands.launch", "--config_file",
         os.path.join(REPO, "accelerate_configs", "deepspeed_zero2.yaml"), "--num_processes", "2", PRETRAIN,
         "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out), "--max_steps", "4",
-        "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "no", "--disable_tqdm", "true",
+        "--logging_steps", "1", "--eval_strategy", "no", "--save_strategy", "steps", "--save_steps", "2",
+        "--disable_tqdm", "true",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert len(losses(out)) == 4 and (out / "model.safetensors").is_file()
+    # each rank's ZeRO optimizer shard, staged and renamed with the rest; save_total_limit 1 kept the last
+    assert [n for n in os.listdir(out) if n.startswith("checkpoint-")] == ["checkpoint-4"]
+    shards = os.listdir(out / "checkpoint-4" / "global_step4")
+    assert len([n for n in shards if "optim_states" in n]) == 2 and not (out / ".saving").exists()
+
+
+def test_a_resumed_run_replaces_the_checkpoints_it_writes_again_whole(tmp_path):
+    """Resumed from checkpoint-2 while checkpoints 4 and 6 of the first attempt exist: the new saves of steps 4 and 6
+    replace the old folders whole (nothing of the old ones is left inside), with the same content."""
+    out = tmp_path / "run"
+    recipe = [PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), *QUICK, "--max_steps", "6",
+              "--save_strategy", "steps", "--save_steps", "2", "--save_total_limit", "3", "--output_dir", str(out)]  # fmt: skip
+    assert run_recipe(*recipe).returncode == 0
+    assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == [f"checkpoint-{s}" for s in (2, 4, 6)]
+    first = losses(out / "checkpoint-6")
+    (out / "checkpoint-6" / "left-over.txt").write_text("from the first attempt")
+    resumed = run_recipe(*recipe, "--resume_from_checkpoint", str(out / "checkpoint-2"))
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert sorted(n for n in os.listdir(out) if n.startswith("checkpoint-")) == [f"checkpoint-{s}" for s in (2, 4, 6)]
+    assert not (out / "checkpoint-6" / "left-over.txt").exists()
+    assert losses(out / "checkpoint-6") == first
+    assert not (out / ".saving").exists()
+
+
+def test_the_best_checkpoint_is_named_where_it_ends_up(tmp_path):
+    """save_strategy best: the save is decided after the evaluation; it is staged too, and the trainer state (the
+    run's and the checkpoint's own) names the best checkpoint by its final folder, which load_best_model_at_end uses."""
+    out = tmp_path / "best"
+    result = run_recipe(
+        PRETRAIN, "--config", os.path.join(DEMO, "pretrain.yaml"), *QUICK, "--max_steps", "4", "--output_dir",
+        str(out), "--eval_strategy", "steps", "--eval_steps", "2", "--save_strategy", "best",
+        "--metric_for_best_model", "loss", "--load_best_model_at_end", "true", "--benchmarks", "swuggy=data/demo/eval/swuggy.parquet",
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(out / "trainer_state.json") as f:
+        best = json.load(f)["best_model_checkpoint"]
+    assert os.path.dirname(best) == str(out) and os.path.isdir(best)
+    with open(os.path.join(best, "trainer_state.json")) as f:
+        assert json.load(f)["best_model_checkpoint"] == best
+    assert not (out / ".saving").exists()
