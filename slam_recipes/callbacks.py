@@ -17,6 +17,7 @@ from collections import deque
 from collections.abc import Callable
 
 import torch
+from accelerate import PartialState
 from transformers import TrainerCallback
 from transformers.trainer_callback import ExportableState, TrainerState
 from transformers.trainer_utils import rotate_checkpoints
@@ -284,6 +285,13 @@ def clear_checkpoints(output_dir: str, all_of_them: bool = False) -> None:
             shutil.rmtree(folder)
 
 
+def _unstaged(path: str | None, staging: str, output_dir: str) -> str | None:
+    """A checkpoint path under the staging folder → the same checkpoint's path once renamed into output_dir."""
+    if path and os.path.dirname(path) == staging:
+        return os.path.join(output_dir, os.path.basename(path))
+    return path
+
+
 def publish_checkpoint(staged: str, folder: str) -> None:
     """Rename the complete checkpoint `staged` to `folder`. A folder already there (a checkpoint of the same step from
     a run resumed from an earlier one) is moved aside first and removed once the new one is in place."""
@@ -339,12 +347,9 @@ class StagedCheckpointCallback(TrainerCallback):
     def on_save(self, args, state, control, **kwargs):
         if self.output_dir is None:
             return control
-        from accelerate import PartialState
-
         staging, output_dir = args.output_dir, self.output_dir
         self.restore(args)
-        if state.best_model_checkpoint and os.path.dirname(state.best_model_checkpoint) == staging:
-            state.best_model_checkpoint = os.path.join(output_dir, os.path.basename(state.best_model_checkpoint))
+        state.best_model_checkpoint = _unstaged(state.best_model_checkpoint, staging, output_dir)
         PartialState().wait_for_everyone()  # every process has written its part (RNG state, ZeRO shards)
         if args.should_save:
             self._wait_for_checkpoint_push(args)
@@ -383,9 +388,9 @@ class StagedCheckpointCallback(TrainerCallback):
         if not os.path.isfile(path):
             return
         saved = TrainerState.load_from_json(path)
-        best = saved.best_model_checkpoint
-        if best and os.path.dirname(best) == staging:
-            saved.best_model_checkpoint = os.path.join(output_dir, os.path.basename(best))
+        best = _unstaged(saved.best_model_checkpoint, staging, output_dir)
+        if best != saved.best_model_checkpoint:
+            saved.best_model_checkpoint = best
             saved.save_to_json(path + ".tmp")
             os.replace(path + ".tmp", path)
 
