@@ -5,7 +5,7 @@ CONFIG ?= recipes/demo/pretrain.yaml
 ACCELERATE_CONFIG ?=
 ARGS ?=
 
-.PHONY: install test lint format demo demo-corpus pretrain dpo eval bench clean
+.PHONY: install test test-all lint format demo demo-corpus pretrain dpo eval bench clean
 
 install: .installed
 
@@ -13,10 +13,17 @@ install: .installed
 .installed: setup.cfg pyproject.toml constraints.txt
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install "torch==$(TORCH_VERSION)"
 	$(PYTHON) -m pip install -e ".[dev]" -c constraints.txt
+	$(PYTHON) recipes/pretrain.py --help > /dev/null  # stores the training recipes' --help (see slam_recipes/recipe_help.py)
+	$(PYTHON) recipes/dpo.py --help > /dev/null
 	touch .installed
 
+# The default tier: offline, CPU only, under 10 minutes on 2 cores without native bf16.
 test: install
 	$(PYTHON) -m pytest
+
+# Every tier but the GPU one: adds the slow tests (the whole demo pipeline, DeepSpeed, ...). What CI runs.
+test-all: install
+	$(PYTHON) -m pytest -m "not gpu"
 
 lint: install
 	$(PYTHON) -m ruff check .

@@ -14,7 +14,6 @@ test: numbers depend on the machine.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -123,6 +122,35 @@ def bench_training(steps: int, output_dir: str) -> dict:
     return {"recipe": "recipes/demo/pretrain.yaml", "steps": steps, "tokens_per_s": logs["tokens_per_s"]}
 
 
+def bench_precision(steps: int, output_dir: str) -> dict:
+    """float32 against bf16 on this machine: a 1024³ matmul (best of 5 windows each), and the demo recipe's training
+    tokens/s through the real script in float32 (`--bf16 false`) and in bf16 autocast forced where it is not native
+    (`--bf16_native_only false`)."""
+    from slam_recipes.throughput import measured_matmul_tflops, summarise_logs
+
+    result = {}
+    for dtype in ("float32", "bfloat16"):
+        tflops = measured_matmul_tflops(size=1024, dtype=dtype)
+        result[f"matmul_1024_{dtype}_tflops"] = float(f"{tflops:.4g}")
+        result[f"matmul_1024_{dtype}_s"] = float(f"{2 * 1024**3 / (tflops * 1e12):.4g}")
+    result["matmul_bf16_vs_float32"] = float(
+        f"{result['matmul_1024_float32_s'] / result['matmul_1024_bfloat16_s']:.3g}"
+    )
+    for name, flags in (("float32", ["--bf16", "false"]), ("bf16", ["--bf16", "true", "--bf16_native_only", "false"])):
+        run_dir = os.path.join(output_dir, f"demo-precision-{name}")
+        command = [
+            sys.executable, os.path.join(REPO, "recipes", "pretrain.py"), "--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"),
+            "--output_dir", run_dir, "--max_steps", str(steps), "--logging_steps", "2", "--eval_strategy", "no",
+            "--save_strategy", "no", "--disable_tqdm", "true", "--overwrite_output_dir", "true", *flags,
+        ]  # fmt: skip
+        subprocess.run(command, cwd=REPO, check=True, capture_output=True)
+        with open(os.path.join(run_dir, "trainer_state.json")) as f:
+            result[f"demo_{name}_tokens_per_s"] = summarise_logs(json.load(f)["log_history"])["tokens_per_s"]
+    result["demo_bf16_vs_float32"] = round(result["demo_bf16_tokens_per_s"] / result["demo_float32_tokens_per_s"], 3)
+    result["steps"] = steps
+    return result
+
+
 def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
     """The demo DPO recipe from the benchmark's demo model, with and without precomputed reference log-probs.
     (Padding-free DPO batches: TRL 1.16's DPOTrainer turns `padding_free` off with a warning, so the real-token
@@ -224,7 +252,7 @@ def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
     return result
 
 
-SECTIONS = ("preparation", "throughput", "training", "dpo", "evaluation", "tokenization")
+SECTIONS = ("preparation", "precision", "throughput", "training", "dpo", "evaluation", "tokenization")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -237,6 +265,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--repeats", type=int, default=None, help="Runs per variant. Default: 1 on a GPU, 2 on CPU.")
     parser.add_argument("--peak_tflops", type=float, default=None, help="Default: datasheet (GPU) / measured (CPU).")
     parser.add_argument("--train_steps", type=int, default=60)
+    parser.add_argument("--precision_steps", type=int, default=8, help="Demo steps per precision (CPU only).")
     parser.add_argument("--dpo_steps", type=int, default=30)
     parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_results"))
     return parser
@@ -251,16 +280,18 @@ def main() -> None:
     import torch
     import transformers
 
+    from slam_recipes.precision import cpu_capability, native_bf16
+
     datasets.disable_progress_bars()
     cuda = torch.cuda.is_available()
-    device = (
-        torch.cuda.get_device_name()
-        if cuda
-        else f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores"
-    )
+    cpu = cpu_capability()
+    device = torch.cuda.get_device_name() if cuda else f"{cpu['model']}, {os.cpu_count()} cores"
+    native, why = native_bf16("cuda" if cuda else "cpu")
     result = {
         "date": time.strftime("%Y-%m-%d"),
         "machine": device,
+        "cpu": cpu,
+        "native_bf16": native,
         "versions": {
             "torch": torch.__version__,
             "transformers": transformers.__version__,
@@ -269,6 +300,10 @@ def main() -> None:
         },
     }
     print(f"## slam-recipes benchmark ({device}, torch {torch.__version__}, transformers {transformers.__version__})")
+    print(
+        f"\nCPU: PyTorch ISA {cpu['isa']}, AVX512-BF16 {'yes' if cpu['avx512_bf16'] else 'no'}, AMX "
+        f"{'yes' if cpu['amx'] else 'no'}; native bf16 here: {'yes' if native else 'no'} ({why})."
+    )
     if "preparation" in args.only:
         result["preparation"] = prep = bench_preparation(args.num_utterances, args.context_length)
         print(
@@ -286,6 +321,18 @@ def main() -> None:
             f"\nparquet unit path vs the string tokeniser: ×{prep['ids_speedup_parquet_vs_string']} (units → ids), "
             f"×{prep['total_speedup_parquet_vs_string']} (load included); padding-free packing of the parquet ids "
             f"into {prep['packing']['rows']:,} rows of {args.context_length}: {prep['packing']['seconds']} s"
+        )
+    if "precision" in args.only and not cuda:
+        result["precision"] = p = bench_precision(args.precision_steps, args.output_dir)
+        print("\n| float32 vs bf16 on this CPU | float32 | bf16 | bf16 / float32 |")
+        print("|---|---:|---:|---:|")
+        print(
+            f"| 1024³ matmul, s (TFLOP/s) | {p['matmul_1024_float32_s']} ({p['matmul_1024_float32_tflops']}) | "
+            f"{p['matmul_1024_bfloat16_s']} ({p['matmul_1024_bfloat16_tflops']}) | {p['matmul_bf16_vs_float32']} |"
+        )
+        print(
+            f"| demo training ({p['steps']} steps), real tokens/s | {p['demo_float32_tokens_per_s']:,} | "
+            f"{p['demo_bf16_tokens_per_s']:,} | {p['demo_bf16_vs_float32']} |"
         )
     if "throughput" in args.only:
         from slam_recipes.throughput import default_setup, markdown_table, run_benchmark

@@ -19,10 +19,12 @@ from slam_recipes.errors import run_entry_point
 
 
 def main() -> None:
-    from slam_recipes.benchmarks import convert_benchmark
     from slam_recipes.configs import ConvertArguments, parse_recipe_args
 
-    (args,) = parse_recipe_args((ConvertArguments,))
+    (args,) = parse_recipe_args((ConvertArguments,))  # before the heavy imports: --help answers at once
+
+    from slam_recipes.benchmarks import convert_benchmark
+
     dataset = convert_benchmark(
         args.layout,
         args.input_dir,

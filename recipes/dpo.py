@@ -16,10 +16,15 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
+    from slam_recipes.configs import ModelArguments, PreferenceDataArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.training_args import SlamDPOConfig
+
+    parsed = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
+    model_args, data_args, training_args = parsed
+
     from transformers import set_seed
 
-    from slam_recipes import ModelArguments, build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
-    from slam_recipes.configs import PreferenceDataArguments, SlamDPOConfig, parse_recipe_args, resolved_recipe
+    from slam_recipes import build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
     from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.hub import check_trainer_push
     from slam_recipes.model import build_lora_config, check_unit_lm, count_parameters, make_reference_model
@@ -27,8 +32,6 @@ def main() -> None:
     from slam_recipes.reports import describe_run
     from slam_recipes.trainer import UnitDPOTrainer, setup_logging, train_and_save
 
-    parsed = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
-    model_args, data_args, training_args = parsed
     setup_logging(training_args)
     set_seed(training_args.seed)
     training_args.check_output_dir()  # not into another run's folder

@@ -27,16 +27,18 @@ def main() -> None:
     import os
     import time
 
+    from slam_recipes.configs import EvalArguments, parse_recipe_args
+
+    (args,) = parse_recipe_args((EvalArguments,))  # before the heavy imports: --help and bad input answer at once
+
     import torch
     import transformers
 
-    from slam_recipes.configs import EvalArguments, parse_recipe_args
     from slam_recipes.evaluation import evaluate_benchmark, load_benchmarks, results_markdown, write_results
     from slam_recipes.generation import check_vocoder, evaluate_generation, load_asr, load_text_lm
     from slam_recipes.model import load_speech_lm
     from slam_recipes.vocoder import load_vocoder
 
-    (args,) = parse_recipe_args((EvalArguments,))
     output_dir = args.output_dir or (
         args.model_name_or_path
         if os.path.isdir(args.model_name_or_path)
@@ -50,8 +52,8 @@ def main() -> None:
         vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=device)
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
         scorers = {
-            "asr": load_asr(args.asr_model, device=device),
-            "text_lm": load_text_lm(args.ppl_model, device=device),
+            "asr": load_asr(args.asr_model, device=device, bf16_native_only=args.bf16_native_only),
+            "text_lm": load_text_lm(args.ppl_model, device=device, bf16_native_only=args.bf16_native_only),
         }
 
     # Model

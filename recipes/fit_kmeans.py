@@ -18,20 +18,22 @@ def main() -> None:
     import logging
     import random
 
+    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((TokenizeArguments,), None)  # before the heavy imports: --help answers at once
+
     import torch
 
     from slam_recipes.audio_units import open_audio_source
-    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
     from slam_recipes.errors import DataError
     from slam_recipes.features import SAMPLE_RATE, build_feature_extractor, read_audio
     from slam_recipes.kmeans import fit_kmeans, inertia, save_centroids
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (args,) = parse_recipe_args((TokenizeArguments,), None)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = build_feature_extractor(
         args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype,
-        mfcc_frame_rate=args.mfcc_frame_rate,
+        mfcc_frame_rate=args.mfcc_frame_rate, bf16_native_only=args.bf16_native_only,
     )  # fmt: skip
 
     # Data: a random sample of files (the first ones when streaming) up to sample_hours of audio

@@ -25,6 +25,10 @@ def main() -> None:
     import time
 
     from slam_recipes.configs import GenerateArguments, parse_recipe_args
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
+
     from slam_recipes.generation import (
         GENERATIONS_FILE,
         check_vocoder,
@@ -34,9 +38,6 @@ def main() -> None:
     )
     from slam_recipes.model import load_speech_lm
     from slam_recipes.vocoder import load_vocoder
-
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (args,) = parse_recipe_args((GenerateArguments,))
 
     # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
     vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None

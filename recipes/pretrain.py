@@ -19,12 +19,14 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
+    from slam_recipes.configs import DataArguments, ModelArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.training_args import PretrainConfig
+
+    parsed = model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
+
     from transformers import set_seed
 
     from slam_recipes import (
-        DataArguments,
-        ModelArguments,
-        PretrainConfig,
         UnitLMTrainer,
         build_callbacks,
         build_collator,
@@ -33,16 +35,13 @@ def main() -> None:
         check_packing,
         check_vocab,
         load_or_build_tokenizer,
-        parse_recipe_args,
     )
-    from slam_recipes.configs import resolved_recipe
     from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.hub import check_trainer_push
     from slam_recipes.model import build_lora_config, count_parameters, model_flops_per_token
     from slam_recipes.reports import describe_run
     from slam_recipes.trainer import peak_flops_per_device, setup_logging, train_and_save
 
-    parsed = model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
     setup_logging(training_args)
     set_seed(training_args.seed)
     training_args.check_output_dir()  # not into another run's folder

@@ -14,9 +14,11 @@ from slam_recipes.errors import run_entry_point
 
 def main() -> None:
     from slam_recipes.configs import PushArguments, parse_recipe_args
+
+    (args,) = parse_recipe_args((PushArguments,))  # before the heavy imports: --help answers at once
+
     from slam_recipes.hub import push_folder
 
-    (args,) = parse_recipe_args((PushArguments,))
     repo_id, commit = push_folder(
         args.model_dir,
         args.hub_model_id,

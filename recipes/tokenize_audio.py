@@ -20,6 +20,12 @@ def main() -> None:
     import logging
     import os
 
+    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
+    from slam_recipes.errors import ConfigError
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
+    (args,) = parse_recipe_args((TokenizeArguments,))  # before the heavy imports: --help answers at once
+
     import torch
     from accelerate import PartialState
 
@@ -30,12 +36,8 @@ def main() -> None:
         tokenize_audio,
         write_report,
     )
-    from slam_recipes.configs import TokenizeArguments, parse_recipe_args
-    from slam_recipes.errors import ConfigError
     from slam_recipes.kmeans import load_centroids
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
-    (args,) = parse_recipe_args((TokenizeArguments,))
     if not args.output_dir:
         raise ConfigError("output_dir is required")
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) share the work over gloo

@@ -1,41 +1,39 @@
-"""slam-recipes: train a speech language model the Slamming way (one GPU, one day) with the Hugging Face stack."""
+"""slam-recipes: train a speech language model the Slamming way (one GPU, one day) with the Hugging Face stack.
 
-from slam_recipes import attention  # noqa: F401  (registers attn_implementation="sdpa_varlen")
-from slam_recipes.callbacks import CALLBACKS, BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
-from slam_recipes.configs import DataArguments, ModelArguments, PretrainConfig, TimeBudgetArguments, parse_recipe_args
-from slam_recipes.data import build_collator, build_pretraining_datasets, check_packing, load_unit_datasets, pack
-from slam_recipes.errors import ConfigError, DataError, SlamError
-from slam_recipes.model import build_unit_lm, check_vocab, count_parameters, flops_per_token, load_or_build_tokenizer
-from slam_recipes.trainer import SlamTrainerMixin, UnitLMTrainer
-from slam_recipes.units import build_unit_tokenizer
+Importing the package is cheap: the names below are loaded from their modules on first use (PEP 562), so a recipe's
+`--help` or a configuration check does not pay for torch, transformers and TRL. `attn_implementation:
+sdpa_varlen` is registered with transformers when a model asks for it (`slam_recipes.model`), or by importing
+`slam_recipes.attention`.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "CALLBACKS",
-    "BudgetSchedule",
-    "ConfigError",
-    "DataArguments",
-    "DataError",
-    "ModelArguments",
-    "PretrainConfig",
-    "SlamError",
-    "SlamTrainerMixin",
-    "TimeBudgetArguments",
-    "TimeBudgetCallback",
-    "UnitLMTrainer",
-    "build_callbacks",
-    "build_collator",
-    "build_pretraining_datasets",
-    "build_unit_lm",
-    "build_unit_tokenizer",
-    "check_packing",
-    "check_vocab",
-    "count_parameters",
-    "flops_per_token",
-    "load_or_build_tokenizer",
-    "load_unit_datasets",
-    "pack",
-    "parse_recipe_args",
-    "parse_time_budget",
-]
+_EXPORTS = {
+    "callbacks": ("CALLBACKS", "BudgetSchedule", "TimeBudgetCallback", "build_callbacks", "parse_time_budget"),
+    "configs": ("DataArguments", "ModelArguments", "parse_recipe_args"),
+    "data": ("build_collator", "build_pretraining_datasets", "check_packing", "load_unit_datasets", "pack"),
+    "errors": ("ConfigError", "DataError", "SlamError"),
+    "model": ("build_unit_lm", "check_vocab", "count_parameters", "flops_per_token", "load_or_build_tokenizer"),
+    "trainer": ("SlamTrainerMixin", "UnitLMTrainer"),
+    "training_args": ("PretrainConfig", "TimeBudgetArguments"),
+    "units": ("build_unit_tokenizer",),
+}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'slam_recipes' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"slam_recipes.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

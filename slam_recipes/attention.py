@@ -1,7 +1,8 @@
 """`attn_implementation: sdpa_varlen`: padding-free attention from PyTorch alone, no flash-attn wheel needed.
 
 Registered with transformers' public `AttentionInterface` (and `AttentionMaskInterface`, with the flash kernels' mask
-function: no dense mask is built) when this module is imported. Each packed document attends causally to itself
+function: no dense mask is built) when this module is imported, which `slam_recipes.model` does when a model asks
+for it. Each packed document attends causally to itself
 only, and the attention work is that of the documents, not of whole rows:
 
 - on CUDA, with PyTorch's varlen flash kernel (`torch.nn.attention.varlen.varlen_attn`) when the installed PyTorch

@@ -96,7 +96,13 @@ def build_audio_tokenizer(args, device: str, dtype: str = "auto", centroids: tor
     if centroids is None:
         centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
     extractor = build_feature_extractor(
-        args.backend, args.feature_model, args.layer, device=device, dtype=dtype, mfcc_frame_rate=args.mfcc_frame_rate
+        args.backend,
+        args.feature_model,
+        args.layer,
+        device=device,
+        dtype=dtype,
+        mfcc_frame_rate=args.mfcc_frame_rate,
+        bf16_native_only=getattr(args, "bf16_native_only", True),
     )
     assigner = NearestCentroid(centroids, device)
     assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())

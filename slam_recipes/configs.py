@@ -1,4 +1,8 @@
-"""Recipe configuration: dataclasses parsed by TRL's `TrlParser` (CLI > YAML > default; unknown keys are errors)."""
+"""Recipe configuration: dataclasses parsed by TRL's `TrlParser` (CLI > YAML > default; unknown keys are errors).
+
+Nothing here imports torch, transformers or TRL at module level, so parsing a non-training recipe and every
+`--help` stay fast; the training configs built on `TrainingArguments` / `DPOConfig` are in
+`slam_recipes.training_args`."""
 
 from __future__ import annotations
 
@@ -10,12 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
-from transformers import TrainingArguments
-from trl import DPOConfig
 
-from slam_recipes.callbacks import latest_complete_checkpoint, parse_time_budget
-from slam_recipes.data import PACKING_MODES
 from slam_recipes.errors import ConfigError
+
+PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.pack
 
 
 @dataclass
@@ -218,97 +220,6 @@ class PreferenceDataArguments(SourceArguments):
             raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
 
 
-RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here
-
-
-@dataclass
-class TimeBudgetArguments:
-    """Fields every training recipe adds to its trainer config (pretraining and DPO alike)."""
-
-    time_budget: str | None = field(
-        default=None,
-        metadata={
-            "help": "Wall-clock training budget: 'HH:MM:SS', 'D-HH:MM:SS' or seconds. The run stops, evaluates "
-            "and saves at the deadline; without max_steps the LR schedule is fitted to it."
-        },
-    )
-    time_budget_count_downtime: bool = field(
-        default=False,
-        metadata={
-            "help": "On resume, count the time between the checkpoint and the restart against the budget too "
-            "(default: only training time counts)."
-        },
-    )
-    overwrite_output_dir: bool = field(
-        default=False,
-        metadata={
-            "help": "Train into an output_dir that already holds a run, replacing it (its checkpoints are removed "
-            "when training starts). Without it, or resume_from_checkpoint, such a folder is refused."
-        },
-    )
-    callbacks: list[str] = field(
-        default_factory=lambda: ["time_budget", "preemption"],
-        metadata={
-            "help": "Callbacks by name (see slam_recipes.CALLBACKS): time_budget stops at the deadline; preemption "
-            "checkpoints and exits on SIGTERM/SIGINT."
-        },
-    )
-    peak_tflops: float | None = field(
-        default=None,
-        metadata={"help": "Peak bf16 TFLOP/s of one device for MFU; default: looked up from the GPU name."},
-    )
-
-    def check_resume(self) -> None:
-        """`resume_from_checkpoint: true` (or `latest`) → the newest `checkpoint-*` of output_dir; false → None; a
-        path must be a folder. A missing checkpoint is an error now, not after the data is prepared."""
-        value = self.resume_from_checkpoint
-        if value is None or not isinstance(value, str):
-            return
-        if value.lower() in ("false", "none", ""):
-            self.resume_from_checkpoint = None
-        elif value.lower() in ("true", "latest"):
-            latest = latest_complete_checkpoint(self.output_dir)
-            if latest is None:
-                raise ConfigError(f"resume_from_checkpoint: no checkpoint-* folder in {self.output_dir} to resume")
-            self.resume_from_checkpoint = latest
-        elif not os.path.isdir(value):
-            raise ConfigError(f"resume_from_checkpoint: no such checkpoint folder {value}")
-
-    def check_output_dir(self) -> None:
-        """An output_dir that already holds a run (a model, a trainer state, checkpoints) is not trained into again
-        unless the run is resumed or `overwrite_output_dir` is set. Called by the training recipes at start-up (not
-        when a recipe is only parsed)."""
-        if self.resume_from_checkpoint or self.overwrite_output_dir or not os.path.isdir(self.output_dir):
-            return
-        held = sorted(
-            name for name in os.listdir(self.output_dir) if name in RUN_FILES or name.startswith("checkpoint-")
-        )
-        if held:
-            raise ConfigError(
-                f"output_dir {self.output_dir} already holds a run ({', '.join(held[:3])}); pass "
-                "--overwrite_output_dir true to replace it or --resume_from_checkpoint true to continue it"
-            )
-
-    def min_lr_as_rate(self) -> None:
-        """`lr_scheduler_kwargs: {min_lr: x}` → `{min_lr_rate: x / learning_rate}`: the same schedule, but transformers
-        then needs no `optimizer.defaults`, which DeepSpeed's ZeRO optimizer lacks."""
-        kwargs = self.lr_scheduler_kwargs
-        kind = getattr(self.lr_scheduler_type, "value", self.lr_scheduler_type)
-        if kind == "cosine_with_min_lr" and isinstance(kwargs, dict) and kwargs.get("min_lr") is not None:
-            if kwargs.get("min_lr_rate") is not None:
-                raise ConfigError("lr_scheduler_kwargs: give min_lr or min_lr_rate, not both")
-            rate = float(kwargs["min_lr"]) / self.learning_rate
-            self.lr_scheduler_kwargs = {k: v for k, v in kwargs.items() if k != "min_lr"} | {"min_lr_rate": rate}
-
-    def check_time_budget(self) -> None:
-        self.min_lr_as_rate()
-        self.check_resume()
-        self.time_budget_seconds = parse_time_budget(self.time_budget)
-        # Tokens seen are always counted: they are logged with tokens/s and MFU. (Set here rather than as a field
-        # default: HfArgumentParser runs string defaults of this field through its bool parser.)
-        self.include_num_input_tokens_seen = "non_padding"
-
-
 @dataclass
 class BenchmarkArguments:
     """Pairwise likelihood benchmarks (sWUGGY, sBLIMP, sSC, tSC, SALMon as pair datasets of units): scored by the
@@ -349,30 +260,6 @@ class BenchmarkArguments:
 
 
 @dataclass
-class PretrainConfig(TimeBudgetArguments, BenchmarkArguments, TrainingArguments):
-    """`TrainingArguments` plus the time budget, with defaults suited to unit-LM pretraining."""
-
-    remove_unused_columns: bool = field(
-        default=False, metadata={"help": "Keep `seq_lengths` for the padding-free collator."}
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.check_time_budget()
-        self.check_benchmarks()
-
-
-@dataclass
-class SlamDPOConfig(TimeBudgetArguments, BenchmarkArguments, DPOConfig):
-    """TRL's `DPOConfig` plus the time budget and the benchmarks scored at each evaluation."""
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.check_time_budget()
-        self.check_benchmarks()
-
-
-@dataclass
 class SpeechLMArguments:
     """A trained speech LM to run: where it is, on which device and dtype, and where the outputs go."""
 
@@ -382,7 +269,17 @@ class SpeechLMArguments:
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the model."})
     num_units: int = field(default=500, metadata={"help": "Units of the model's vocabulary (checked at load)."})
     dtype: str = field(
-        default="auto", metadata={"help": "auto (bfloat16 on GPU, float32 on CPU), bfloat16, float16 or float32."}
+        default="auto",
+        metadata={
+            "help": "auto (bfloat16 on a GPU that has it, else float16; float32 on CPU), bfloat16, float16 or float32."
+        },
+    )
+    bf16_native_only: bool = field(
+        default=True,
+        metadata={
+            "help": "Run bfloat16 only where the hardware computes it natively (else float16 on a GPU, float32 on "
+            "CPU); false: bfloat16 wherever dtype asks for it."
+        },
     )
     attn_implementation: str | None = field(default="sdpa", metadata={"help": "Attention kernel (sdpa, eager, ...)."})
     device: str | None = field(default=None, metadata={"help": "cuda, cpu, ...; default: cuda when available."})
@@ -399,6 +296,7 @@ class SpeechLMArguments:
         return {
             "revision": self.model_revision,
             "dtype": self.dtype,
+            "bf16_native_only": self.bf16_native_only,
             "attn_implementation": self.attn_implementation,
             "device": self.device,
         }
@@ -599,11 +497,18 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
     """Parse `--config recipe.yaml` plus CLI flags into the given dataclasses; every problem is a ConfigError."""
     from trl import TrlParser
 
+    from slam_recipes.recipe_help import store_help, wants_help
+
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
     if config_path is not None:
         _check_yaml(config_path, recipe_fields(dataclass_types))
     parser = TrlParser(dataclass_types)
+    if args is None and wants_help(argv):  # a recipe's --help: printed, and stored for the next time
+        text = parser.format_help()
+        store_help(sys.argv[0], argv, text)
+        sys.stdout.write(text)
+        sys.exit(0)
     try:
         return parser.parse_args_and_config(args=argv)
     except ConfigError:
@@ -691,7 +596,14 @@ class TokenizeArguments(UnitTokenizerArguments):
     keep_durations: bool = field(default=False, metadata={"help": "Also store the run length of each unit."})
     shard_size: int = field(default=1000, metadata={"help": "Files per output shard (the unit of resumption)."})
     max_batch_seconds: float = field(default=100.0, metadata={"help": "Audio seconds per feature batch."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bfloat16 on GPU, float32 on CPU), or a dtype."})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "auto (bfloat16 on a GPU that has it, else float16; float32 on CPU), or a dtype."},
+    )
+    bf16_native_only: bool = field(
+        default=True,
+        metadata={"help": "Run bfloat16 only where the hardware computes it natively; false: wherever asked."},
+    )
     device: str | None = field(default=None, metadata={"help": "Default: this process's accelerate device."})
     # Fitting a k-means (recipes/fit_kmeans.py)
     num_clusters: int = field(default=500, metadata={"help": "fit_kmeans: number of centroids (paper: 500)."})
@@ -771,8 +683,15 @@ class DemoArguments:
     pretrain_config: str = field(default="recipes/demo/pretrain.yaml", metadata={"help": "Pretraining recipe."})
     dpo_config: str = field(default="recipes/demo/dpo.yaml", metadata={"help": "DPO recipe."})
     eval_config: str = field(default="recipes/demo/eval.yaml", metadata={"help": "Evaluation recipe."})
-    pretrain_max_steps: int | None = field(default=None, metadata={"help": "Override the pretraining max_steps."})
-    dpo_max_steps: int | None = field(default=None, metadata={"help": "Override the DPO max_steps."})
+    pretrain_time_budget: str | None = field(
+        default=None, metadata={"help": "Override the pretraining time_budget (e.g. 00:10:00 on a slower machine)."}
+    )
+    dpo_time_budget: str | None = field(default=None, metadata={"help": "Override the DPO time_budget."})
+    pretrain_max_steps: int | None = field(
+        default=None,
+        metadata={"help": "Stop pretraining after this many steps (quick checks; the budget still caps)."},
+    )
+    dpo_max_steps: int | None = field(default=None, metadata={"help": "Stop DPO after this many steps."})
     seed: int | None = field(default=None, metadata={"help": "Override both training seeds."})
 
     def __post_init__(self):

@@ -13,11 +13,14 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
+from datasets import concatenate_datasets, interleave_datasets, load_dataset, load_from_disk
+from trl import pack_dataset
 
+from slam_recipes.configs import PACKING_MODES
 from slam_recipes.errors import DataError, first_line
-from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, parse_unit_string
+from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, parse_unit_strings
 
-PACKING_MODES = ("padding_free", "block", "none")
 UNITS_COLUMNS = ("units", "audio_repr")  # slamkit features JSONL / slamkit tokens JSONL
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet", ".arrow": "arrow"}
 _PACK_BATCH_ROWS = 20_000  # rows binned together by BFD packing: larger fills blocks better
@@ -32,8 +35,6 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
     `source` is a Hub dataset name, a `save_to_disk` folder, a folder of data files, or a jsonl/parquet/arrow file
     or glob (each file is loaded on its own so errors can name it). `label` names the file or split for errors.
     """
-    from datasets import load_dataset, load_from_disk
-
     try:
         if os.path.isdir(source):
             label = f"{source} [{split}]"
@@ -125,10 +126,7 @@ def _ragged_from_column(
         bad = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
         raise DataError(f"{label} row {first_row + bad}: empty unit sequence (null)")
     if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
-        rows = [parse_unit_string(text, f"{label} row {first_row + i}") for i, text in enumerate(column.to_pylist())]
-        lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
-        values = np.fromiter((u for r in rows for u in r), dtype=np.int64, count=int(lengths.sum()))
-        return values, np.concatenate([[0], np.cumsum(lengths)])
+        return parse_unit_strings(column, lambda i: f"{label} row {first_row + i}")
     offsets = column.offsets.to_numpy().astype(np.int64)
     offsets = offsets - offsets[0]
     values = column.flatten().to_numpy(zero_copy_only=False)  # the stored integer type: no widening copy
@@ -283,8 +281,6 @@ def mix(
     stopping_strategy: str = "first_exhausted",
 ):
     """Concatenate the datasets, or, with `ratios`, interleave them sampling each with that probability."""
-    from datasets import concatenate_datasets, interleave_datasets
-
     if len(datasets) == 1 and ratios is None:
         return datasets[0]
     if ratios is None:
@@ -308,8 +304,6 @@ def pack(dataset, context_length: int, packing: str = "padding_free", num_proc: 
     - `none`: one document per row (padded batches, the plain HF default).
     Documents are already at most `context_length` long, so no token is dropped or duplicated.
     """
-    from trl import pack_dataset
-
     if packing not in PACKING_MODES:
         raise DataError(f"packing must be one of {PACKING_MODES}, got {packing!r}")
     if packing == "none":
@@ -448,8 +442,6 @@ def load_unit_datasets(
 
 def count_tokens(dataset) -> int:
     """Total tokens in the `input_ids` column, summed from Arrow list lengths (no Python loop over rows)."""
-    import pyarrow.compute as pc
-
     total = 0
     for batch in dataset.with_format("arrow").iter(batch_size=100_000):
         total += pc.sum(pc.list_value_length(batch["input_ids"])).as_py() or 0

@@ -28,7 +28,13 @@ def first_line(err: BaseException) -> str:
 
 
 def run_entry_point(main: Callable[[], object]) -> None:
-    """Run a recipe's `main`; bad input exits with code 2 and a one-line `error: ...` on stderr, no traceback."""
+    """Run a recipe's `main`; bad input exits with code 2 and a one-line `error: ...` on stderr, no traceback.
+    `--help` is answered from the stored text when there is one (see `slam_recipes.recipe_help`)."""
+    from slam_recipes.recipe_help import stored_help, wants_help
+
+    if wants_help(sys.argv[1:]) and (text := stored_help(sys.argv[0], sys.argv[1:])) is not None:
+        sys.stdout.write(text)
+        sys.exit(0)
     try:
         main()
     except SlamError as err:

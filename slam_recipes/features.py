@@ -178,17 +178,26 @@ class MFCCFeatures:
 # ---------------------------------------------------------------------------------------------------------------------
 class HubertFeatures:
     """The output of transformer layer `layer` (1-based, as textlesslib's `output_layer`) of any HuBERT-family
-    checkpoint (Hub name or folder), e.g. mHuBERT-25Hz layer 11. bf16 on a GPU by default.
+    checkpoint (Hub name or folder), e.g. mHuBERT-25Hz layer 11. `dtype` as in
+    `slam_recipes.precision.choose_dtype`: by default bfloat16 on a GPU that has it, float32 on CPU.
 
     Models with group-normalised convolutions (HuBERT base, mHuBERT) see each waveform alone, since zero padding
     would change their normalisation statistics; layer-normalised ones are batched with an attention mask."""
 
-    def __init__(self, model_name_or_path: str, layer: int, device: str | None = None, dtype: str = "auto"):
+    def __init__(
+        self,
+        model_name_or_path: str,
+        layer: int,
+        device: str | None = None,
+        dtype: str = "auto",
+        bf16_native_only: bool = True,
+    ):
         from transformers import AutoConfig, HubertModel
 
+        from slam_recipes.precision import load_dtype
+
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype == "auto":
-            dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+        torch_dtype = load_dtype(dtype, str(device), bf16_native_only, "feature model")
         try:
             config = AutoConfig.from_pretrained(model_name_or_path)
         except OSError as err:
@@ -199,7 +208,7 @@ class HubertFeatures:
             )
         # Compute only the layers needed (one more for pre-norm models, whose last output is normalised).
         keep = min(config.num_hidden_layers, layer + (1 if config.do_stable_layer_norm else 0))
-        self.model = HubertModel.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
+        self.model = HubertModel.from_pretrained(model_name_or_path, dtype=torch_dtype)
         del self.model.encoder.layers[keep:]
         self.model.config.num_hidden_layers = keep
         self.model.to(device).eval()
@@ -253,6 +262,7 @@ def build_feature_extractor(
     device: str | None = None,
     dtype: str = "auto",
     mfcc_frame_rate: int = 50,
+    bf16_native_only: bool = True,
 ):
     """`hubert` (any HuBERT-family checkpoint at `layer`) or `mfcc` (offline, at `mfcc_frame_rate` frames/s)."""
     if backend == "mfcc":
@@ -260,5 +270,5 @@ def build_feature_extractor(
     if backend == "hubert":
         if not model_name_or_path:
             raise ConfigError("backend hubert needs feature_model (e.g. slprl/mhubert-base-25hz)")
-        return HubertFeatures(model_name_or_path, layer, device=device, dtype=dtype)
+        return HubertFeatures(model_name_or_path, layer, device=device, dtype=dtype, bf16_native_only=bf16_native_only)
     raise ConfigError(f"backend must be hubert or mfcc, got {backend!r}")

@@ -354,16 +354,16 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
 # ---------------------------------------------------------------------------------------------------------------------
 # Speech recognition and the generative metrics
 # ---------------------------------------------------------------------------------------------------------------------
-def load_asr(model_name_or_path: str, *, device: str, dtype: str = "auto"):
-    """transformers' speech-recognition pipeline (any Whisper checkpoint name or folder)."""
+def load_asr(model_name_or_path: str, *, device: str, dtype: str = "auto", bf16_native_only: bool = True):
+    """transformers' speech-recognition pipeline (any Whisper checkpoint name or folder); `dtype` as in
+    `slam_recipes.precision.choose_dtype`."""
     from transformers import pipeline
 
-    if dtype == "auto":
-        dtype = "float16" if str(device).startswith("cuda") else "float32"
+    from slam_recipes.precision import load_dtype
+
+    torch_dtype = load_dtype(dtype, str(device), bf16_native_only, "ASR model")
     try:
-        return pipeline(
-            "automatic-speech-recognition", model=model_name_or_path, device=device, dtype=getattr(torch, dtype)
-        )
+        return pipeline("automatic-speech-recognition", model=model_name_or_path, device=device, dtype=torch_dtype)
     except (OSError, ValueError) as err:  # a missing / unreachable / non-ASR or non-causal-LM checkpoint
         from slam_recipes.errors import first_line
 
@@ -387,17 +387,17 @@ def transcribe(
     return [o["text"].strip() for o in outputs]
 
 
-def load_text_lm(model_name_or_path: str, *, device: str, dtype: str = "auto"):
-    """The perplexity LM and its tokenizer (any HF causal LM)."""
+def load_text_lm(model_name_or_path: str, *, device: str, dtype: str = "auto", bf16_native_only: bool = True):
+    """The perplexity LM and its tokenizer (any HF causal LM); `dtype` as in `slam_recipes.precision.choose_dtype`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from slam_recipes.errors import first_line
+    from slam_recipes.precision import load_dtype
 
-    if dtype == "auto":
-        dtype = "bfloat16" if str(device).startswith("cuda") else "float32"
+    torch_dtype = load_dtype(dtype, str(device), bf16_native_only, "perplexity LM")
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path)
-        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=getattr(torch, dtype))
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, dtype=torch_dtype)
     except (OSError, ValueError) as err:  # a missing / unreachable / non-ASR or non-causal-LM checkpoint
         raise ConfigError(f"{model_name_or_path}: cannot load the perplexity LM: {first_line(err)}") from err
     return model.to(device).eval(), tokenizer

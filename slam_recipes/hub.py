@@ -16,6 +16,7 @@ import yaml
 
 from slam_recipes.callbacks import format_seconds
 from slam_recipes.errors import ConfigError, first_line
+from slam_recipes.reports import precision_text
 from slam_recipes.units import BOS_ID, NUM_SPECIAL, PAD_ID
 
 CARD_TAG = "slam-recipes"  # marks a repo as this package's: a later push may update it
@@ -284,6 +285,7 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         f"| wall time | {_hms(training.get('wall_time_seconds'))} |",
         f"| time budget used | {budget_line} |",
         f"| hardware | {hardware.get('num_processes', 1)} × {hardware.get('device', '—')} |",
+        f"| precision | {precision_text(hardware)} |",
         f"| tokens/s | {_number(training.get('tokens_per_second'))} |",
         f"| MFU | {_number(training.get('mfu'))} |",
         f"| final train loss | {_number((training.get('final_losses') or {}).get('train'))} |",

@@ -29,6 +29,7 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
     loading = {k: overrides.pop(k) for k in _LOADING_KWARGS if overrides.get(k) is not None}
     for key in _LOADING_KWARGS:
         overrides.pop(key, None)
+    register_attention(loading.get("attn_implementation"))
 
     check_unit_checkpoint(model_name_or_path, num_units)
     config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.get("revision"))
@@ -44,6 +45,12 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
         model = AutoModelForCausalLM.from_config(config, **loading)
     set_unit_special_tokens(model)
     return model
+
+
+def register_attention(attn_implementation: str | None) -> None:
+    """Register `sdpa_varlen` (`slam_recipes.attention`) with transformers when a model asks for it by name."""
+    if attn_implementation == "sdpa_varlen":
+        import slam_recipes.attention  # noqa: F401  (importing it registers the kernel)
 
 
 def apply_config_overrides(config, overrides: dict[str, Any], source: str) -> None:
@@ -188,22 +195,26 @@ def load_speech_lm(
     *,
     revision: str | None = None,
     dtype: str = "auto",
+    bf16_native_only: bool = True,
     attn_implementation: str | None = None,
     device: str | None = None,
 ):
     """A trained speech LM for scoring: checked to have the unit vocabulary, in eval mode, on `device` (default: CUDA
-    when available). `dtype="auto"` is bfloat16 on a GPU and float32 on CPU."""
+    when available). `dtype="auto"` is bfloat16 on a GPU that computes it natively, float16 on one that does not,
+    float32 on CPU; `bfloat16` falls back the same way unless `bf16_native_only` is False (see
+    `slam_recipes.precision.choose_dtype`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
+    from slam_recipes.precision import load_dtype
+
     check_unit_lm(model_name_or_path, num_units, revision)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if dtype == "auto":
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
+    kwargs: dict[str, Any] = {"dtype": load_dtype(dtype, device, bf16_native_only, "speech LM")}
     if revision:
         kwargs["revision"] = revision
     if attn_implementation:
+        register_attention(attn_implementation)
         kwargs["attn_implementation"] = attn_implementation
     model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **kwargs)
     return model.to(device).eval()

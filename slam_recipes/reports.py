@@ -68,6 +68,79 @@ def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float
     return "\n".join(lines)
 
 
+def precision_text(hardware: dict) -> str:
+    """A run's precision from its run_summary.json `hardware`: `bf16`, or e.g. `fp32 (asked: bf16; this CPU has no
+    AVX512-BF16 or AMX ...)` when the capability rule replaced what the recipe asked for; `—` when not recorded."""
+    chosen, requested = hardware.get("precision"), hardware.get("precision_requested")
+    if not chosen:
+        return "—"
+    if requested and requested != chosen:
+        return f"{chosen} (asked: {requested}; {hardware.get('precision_reason')})"
+    return chosen
+
+
+def write_demo_report(
+    output_dir: str, pretrained: str, tuned: str, seconds: dict[str, float], targets: dict[str, float]
+) -> tuple[dict, list[str]]:
+    """The demo's report from its stages' folders (`pretrained`, `tuned`: each with likelihood_eval.json,
+    trainer_state.json and run_summary.json): `results.md` (the benchmarks before / after DPO against `targets`, the
+    DPO reward margin, stage times, steps and tokens trained, machine and precision), `results.json` and the loss /
+    learning-rate plot `training.png`, all in `output_dir`. Returns (the results, the markdown lines)."""
+    scores, runs = {}, {}
+    for label, folder in (("before DPO", pretrained), ("after DPO", tuned)):
+        with open(os.path.join(folder, "likelihood_eval.json")) as f:
+            scores[label] = {name: result["score"] for name, result in json.load(f)["results"].items()}
+    for stage, folder in (("pretraining", pretrained), ("DPO", tuned)):
+        runs[stage] = read_run_summary(folder)
+    histories = {"pretraining": read_log_history(pretrained), "DPO": read_log_history(tuned)}
+    margins = {
+        split: next((e[key] for e in reversed(histories["DPO"]) if key in e), None)
+        for split, key in (("train", "rewards/margins"), ("eval", "eval_rewards/margins"))
+    }
+    plot = plot_training(histories, os.path.join(output_dir, "training.png"))
+    met = {m: scores["after DPO"].get(m, float("nan")) >= t for m, t in targets.items()}
+    hardware = runs["pretraining"]["hardware"]
+    trained = "; ".join(
+        f"{stage} {run['training']['steps']} steps, {run['training']['tokens_seen']:,} tokens in "
+        f"{run['training']['wall_time_seconds']:.0f} s"
+        + (" (stopped by its time budget)" if (run.get("budget") or {}).get("stopped_by_budget") else "")
+        for stage, run in runs.items()
+    )
+    lines = [
+        "# Demo results",
+        "",
+        "Pairwise likelihood benchmarks on voices held out of training (× 100; chance is 50).",
+        "",
+        results_table(scores, targets),
+        "",
+        f"DPO reward margin: last logged {margins['train']:.3f} (train), {margins['eval']:.3f} (eval)."
+        if None not in margins.values()
+        else "DPO reward margin: not logged.",
+        "Targets met after DPO: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in met.items()) + ".",
+        "Stage times: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + f"; {sum(seconds.values()):.0f} s in all.",
+        f"Trained: {trained}.",
+        f"Machine: {hardware['device']}; precision {precision_text(hardware)}.",
+        f"Loss and learning rate: {os.path.basename(plot)}.",
+    ]
+    summary = {
+        "scores": scores,
+        "targets": targets,
+        "targets_met": met,
+        "dpo_reward_margin": margins,
+        "seconds": seconds,
+        "training": {stage: run["training"] | {"budget": run.get("budget")} for stage, run in runs.items()},
+        "hardware": hardware,
+        "plot": plot,
+    }
+    with open(os.path.join(output_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary, lines
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # The record of a training run: run_summary.json, recipe.yaml and training.png in its output folder
 # ---------------------------------------------------------------------------------------------------------------------
@@ -143,12 +216,17 @@ def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters
 
 
 def device_description(args) -> str:
-    """The accelerator's name (e.g. "NVIDIA H100 80GB HBM3"), or "CPU (N cores)"."""
+    """The accelerator's name (e.g. "NVIDIA H100 80GB HBM3"), or the CPU's, e.g. "CPU: AMD EPYC (2 cores, AVX2, no
+    native bf16)"."""
     import torch
+
+    from slam_recipes.precision import cpu_capability
 
     if torch.cuda.is_available() and not getattr(args, "use_cpu", False):
         return torch.cuda.get_device_name()
-    return f"CPU ({os.cpu_count()} cores)"
+    cpu = cpu_capability()
+    bf16 = "native bf16" if cpu["native_bf16"] else "no native bf16"
+    return f"CPU: {cpu['model']} ({os.cpu_count()} cores, {cpu['isa']}, {bf16})"
 
 
 def run_summary(trainer, train_metrics: dict) -> dict:
@@ -186,6 +264,8 @@ def run_summary(trainer, train_metrics: dict) -> dict:
     }
     logged = summarise_logs(history) if any("tokens_per_second" in entry for entry in history) else {}
     budget = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+    flags = "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32"
+    precision = getattr(args, "precision", None)  # the training configs' choice (slam_recipes.precision)
     return {
         **(trainer.run_info or {}),
         "training": {
@@ -214,7 +294,9 @@ def run_summary(trainer, train_metrics: dict) -> dict:
         "hardware": {
             "device": device_description(args),
             "num_processes": args.world_size,
-            "precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "fp32",
+            "precision": flags,
+            "precision_requested": precision.requested if precision else flags,
+            "precision_reason": precision.reason if precision else None,
         },
         "versions": {"torch": torch.__version__, "transformers": transformers.__version__, "trl": trl.__version__},
         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),

@@ -213,14 +213,14 @@ def run_variant(recipe: dict, folder: str, timeout: float | None = None) -> dict
     return result
 
 
-def measured_matmul_tflops(windows: int = 5, seconds: float = 0.5, size: int = 2048) -> float:
-    """bf16 matrix-multiply TFLOP/s this process reaches on CPU, the best of `windows` timings (a shared machine's
-    slow spells would otherwise set the reference): the reference for MFU where there is no datasheet peak (a CPU's
-    peak depends on its clocks and vector units)."""
+def measured_matmul_tflops(windows: int = 5, seconds: float = 0.5, size: int = 2048, dtype: str = "bfloat16") -> float:
+    """Matrix-multiply TFLOP/s this process reaches on CPU in `dtype`, the best of `windows` timings (a shared
+    machine's slow spells would otherwise set the reference): the reference for MFU where there is no datasheet peak
+    (a CPU's peak depends on its clocks and vector units)."""
     import torch
 
-    a = torch.randn(size, size, dtype=torch.bfloat16)
-    b = torch.randn(size, size, dtype=torch.bfloat16)
+    a = torch.randn(size, size, dtype=getattr(torch, dtype))
+    b = torch.randn(size, size, dtype=getattr(torch, dtype))
     a @ b  # warm-up
     best = 0.0
     for _ in range(windows):
@@ -250,7 +250,8 @@ class Setup:
 
 def default_setup(recipe: str, cuda: bool, steps: int | None = None, peak_tflops: float | None = None) -> Setup:
     """On a GPU: the recipe's own model (random init of its architecture), batch and accumulation. On CPU: the same
-    recipe with the tiny demo architecture and a smaller batch, in bf16 autocast."""
+    recipe with the tiny demo architecture and a smaller batch, in bf16 autocast where this CPU computes bf16
+    natively, else in float32 (`slam_recipes.precision`); the MFU reference is a matmul in that precision."""
     with open(recipe) as f:
         base = yaml.safe_load(f)
     mean = MEAN_UNITS * min(1.0, int(base.get("context_length", 1024)) / 1024)  # shorter contexts: in proportion
@@ -270,7 +271,11 @@ def default_setup(recipe: str, cuda: bool, steps: int | None = None, peak_tflops
             mean,
         )
     if peak_tflops is None:
-        peak_tflops, source = round(measured_matmul_tflops(), 3), "best of 5 bf16 2048² matmul timings on this CPU"
+        from slam_recipes.precision import cpu_capability
+
+        dtype = "bfloat16" if cpu_capability()["native_bf16"] else "float32"
+        peak_tflops = round(measured_matmul_tflops(dtype=dtype), 3)
+        source = f"best of 5 {dtype} 2048² matmul timings on this CPU"
     else:
         source = "--peak_tflops"
     cpu = {"use_cpu": True, "bf16": True, "dataloader_num_workers": 1, "dataloader_pin_memory": False}

@@ -226,11 +226,16 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
 
 
 def setup_logging(args) -> None:
-    """Timestamped logs at the process's transformers level; this package's own messages at INFO on the main one."""
+    """Timestamped logs at the process's transformers level; this package's own messages at INFO on the main one,
+    starting with the run's precision and why (see `TimeBudgetArguments.choose_precision`)."""
     import logging
+
+    from slam_recipes.precision import log_choice
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=args.get_process_log_level())
     logging.getLogger("slam_recipes").setLevel(logging.INFO if args.should_log else logging.WARNING)
+    if args.should_log and getattr(args, "precision", None) is not None:
+        log_choice(args.precision, "training")
 
 
 def save_trained_model(trainer, output_dir: str, merge_adapters: bool = True) -> None:

@@ -24,6 +24,7 @@ DEFAULT_NUM_UNITS = 500
 
 _UNIT_RE = re.compile(r"<Un(\d+)>")
 _UNIT_STRING_RE = re.compile(r"(?:\s*<Un\d+>)*\s*")
+_LONG_ID_RE = re.compile(r"<Un(\d{10,})>")
 
 
 def unit_token(unit: int) -> str:
@@ -70,6 +71,30 @@ def parse_unit_string(text: str, where: str = "") -> list[int]:
         bad = _UNIT_RE.sub("", text).strip()[:20]
         raise DataError(f"{where}: unit string holds something other than <UnK> tokens: {bad!r}")
     return [int(m) for m in _UNIT_RE.findall(text)]
+
+
+def parse_unit_strings(strings, where) -> tuple[np.ndarray, np.ndarray]:
+    """A column of unit strings (a pyarrow string array without nulls) → (unit indices, row offsets), the same as
+    `parse_unit_string` on every row, in Arrow's compute kernels rather than a Python loop over rows (slamkit's
+    tokens JSONL: ≈ 9M units/s on one AVX2 core, against ≈ 1.2M for the per-row loop; `make bench`).
+    `where(i)` names row i in errors."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    valid = pc.match_substring_regex(strings, r"^(?:\s*<Un\d{1,9}>)*\s*$")  # 9 digits: beyond any vocabulary
+    if not pc.all(valid).as_py():
+        bad = int(np.flatnonzero(~valid.to_numpy(zero_copy_only=False))[0])
+        text = strings[bad].as_py()
+        parse_unit_string(text, where(bad))  # raises, naming the row and what it holds
+        raise DataError(f"{where(bad)}: unit id {_LONG_ID_RE.search(text).group(1)} is outside any unit vocabulary")
+    if pc.any(pc.match_substring_regex(strings, r"\s")).as_py():
+        strings = pc.replace_substring_regex(strings, r"\s+", "")
+    # "<Un3><Un49>" → "3>49>" → ["3", "49", ""]: one piece per unit, and an empty one closing each row.
+    pieces = pc.split_pattern(pc.replace_substring(strings, "<Un", ""), ">")
+    counts = pc.list_value_length(pieces).to_numpy(zero_copy_only=False).astype(np.int64) - 1
+    flat = pc.list_flatten(pieces)
+    values = pc.cast(flat.filter(pc.greater(pc.binary_length(flat), 0)), pa.int64()).to_numpy(zero_copy_only=False)
+    return values, np.concatenate([[0], np.cumsum(counts)])
 
 
 @functools.lru_cache(maxsize=8)

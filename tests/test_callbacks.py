@@ -7,11 +7,11 @@ from datasets import Dataset
 from transformers import TrainerCallback
 
 from slam_recipes.callbacks import BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
-from slam_recipes.configs import PretrainConfig
 from slam_recipes.data import build_collator, pack
 from slam_recipes.errors import ConfigError
 from slam_recipes.model import build_unit_lm
 from slam_recipes.trainer import UnitLMTrainer
+from slam_recipes.training_args import PretrainConfig
 from slam_recipes.units import build_unit_tokenizer
 
 

@@ -9,11 +9,10 @@ from slam_recipes.configs import (
     EvalArguments,
     ModelArguments,
     PreferenceDataArguments,
-    PretrainConfig,
-    SlamDPOConfig,
     parse_recipe_args,
 )
 from slam_recipes.errors import ConfigError
+from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
 
 PRETRAIN = (ModelArguments, DataArguments, PretrainConfig)
 DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
@@ -25,7 +24,8 @@ TOKENIZE_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "tokenize
 
 
 def parse(*argv):
-    """GPU recipes set bf16, which TrainingArguments refuses on a machine without a GPU unless use_cpu is set."""
+    """GPU recipes set bf16, which TrainingArguments refuses on a machine without a GPU unless use_cpu is set (on a CPU
+    without native bf16 the run then falls back to float32: the request stays in `args.precision`)."""
     return parse_recipe_args(PRETRAIN, [*argv, "--use_cpu", "true"])
 
 
@@ -116,7 +116,8 @@ def test_slam_dpo_recipe_is_paper_table5():
     assert (
         args.learning_rate == 5e-5 and args.lr_scheduler_type == "inverse_sqrt" and args.optim == "adamw_torch_fused"
     )
-    assert args.max_grad_norm == 0.5 and args.bf16 and args.beta == 0.1 and args.max_length == 1024
+    assert args.max_grad_norm == 0.5 and args.precision.requested == "bf16" and args.beta == 0.1
+    assert args.max_length == 1024
     assert args.time_budget_seconds == 1800
     assert data_args.auto_bleu_filter and data_args.auto_bleu_n == 2 and data_args.auto_bleu_threshold == 0.3
     _, _, scaled = parse_dpo("--config", os.path.join(REPO, "recipes/slam_scaled/dpo.yaml"))
@@ -132,7 +133,7 @@ def test_slam_recipe_is_paper_table4():
     assert args.learning_rate == 1e-3 and args.warmup_steps == 0.01
     assert args.lr_scheduler_type == "cosine_with_min_lr"
     assert args.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(5e-5 / 1e-3)}  # min_lr 5e-5, as a rate
-    assert args.max_grad_norm == 0.5 and args.bf16 and args.optim == "adamw_torch_fused"
+    assert args.max_grad_norm == 0.5 and args.precision.requested == "bf16" and args.optim == "adamw_torch_fused"
     assert args.time_budget_seconds == 23.5 * 3600
     assert model_args.model_config_overrides == {"attention_dropout": 0.0}
 
@@ -151,7 +152,8 @@ def test_cli_beats_yaml_beats_default():
     model_args, data_args, args = parse("--config", demo, "--learning_rate", "0.5", "--packing", "block")
     assert args.learning_rate == 0.5  # CLI
     assert data_args.packing == "block"  # CLI
-    assert args.max_steps == 900 and data_args.context_length == 512  # YAML
+    assert args.time_budget_seconds == 450 and data_args.context_length == 256  # YAML
+    assert args.max_steps == -1  # default: the demo is sized by its time budget
     assert args.adam_beta1 == 0.9 and data_args.dedup is False  # defaults
 
 

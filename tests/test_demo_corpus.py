@@ -21,13 +21,9 @@ from slam_recipes.demo_corpus import (
     corpus_texts,
     read_rows,
 )
+from slam_recipes.precision import native_bf16
 
 DEMO = os.path.join(REPO, "data", "demo")
-# The quick pipeline (120 pretraining steps, 10 DPO steps: ≈ 2 min) measured over seeds 1-3, before / after DPO:
-# sWUGGY-like 79.1-79.6, sBLIMP-like 58.9-60.6, tSC-like 72.3-74.8 (sSC-like stays at chance, 47-49, so it has no
-# floor). The floors sit 5-9 points (over 5 standard deviations) below the lowest score seen, and 4-20 above chance.
-QUICK_PRETRAIN_STEPS = 120
-QUICK_FLOORS = {"swuggy": 70.0, "sblimp": 54.0, "tsc": 64.0}
 SMALL = CorpusSizes(pretrain_train=40, pretrain_validation=8, dpo_train=8, dpo_validation=4, sblimp_items=6,
                     story_items=6)  # fmt: skip
 
@@ -206,21 +202,50 @@ def test_rebuild_reproduces_the_committed_units(tmp_path):
     assert done.stderr.strip().splitlines()[-1].startswith("error: ") and "eval/swuggy: row 5" in done.stderr
 
 
-def test_quick_demo_pipeline_learns(tmp_path):
-    """recipes/demo.py end to end (pretrain → evaluate → DPO → evaluate), shortened: every benchmark except the hard
-    sSC-like one ends above chance by a margin well outside the spread measured over seeds (see QUICK_FLOORS)."""
+def test_quick_demo_pipeline_runs_every_stage(tmp_path):
+    """recipes/demo.py end to end (pretrain → evaluate → DPO → evaluate), a few steps of each: every stage runs as
+    its own recipe and the report gathers their results, steps, machine and precision. (That the demo learns is
+    tested by the full run, test_demo_meets_its_targets, in the slow tier; that pretraining learns, by
+    test_pretrain_script.)"""
     out = tmp_path / "demo"
     command = [sys.executable, os.path.join(REPO, "recipes", "demo.py"), "--output_dir", str(out),
-               "--pretrain_max_steps", str(QUICK_PRETRAIN_STEPS), "--dpo_max_steps", "10"]  # fmt: skip
+               "--pretrain_max_steps", "6", "--dpo_max_steps", "2"]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / "results.json") as f:
         results = json.load(f)
     for stage in ("before DPO", "after DPO"):
-        for name, floor in QUICK_FLOORS.items():
-            assert results["scores"][stage][name] >= floor, (stage, name, results["scores"])
+        assert set(results["scores"][stage]) == {"swuggy", "sblimp", "ssc", "tsc"}
+        assert all(0 <= score <= 100 for score in results["scores"][stage].values())
+    assert results["training"]["pretraining"]["steps"] == 6 and results["training"]["DPO"]["steps"] == 2
+    assert results["hardware"]["precision"] == ("bf16" if native_bf16("cpu")[0] else "fp32")
     assert (out / "training.png").stat().st_size > 10_000
-    assert "| tsc |" in (out / "results.md").read_text()
+    report = (out / "results.md").read_text()
+    assert "| tsc |" in report and "pretraining 6 steps" in report and results["hardware"]["device"] in report
+
+
+@pytest.mark.slow
+def test_demo_meets_its_targets(tmp_path):
+    """`make demo` as users run it (stages sized by their time budgets), on whatever CPU runs the tests: after DPO
+    the README's targets hold on the held-out voices, and DPO's reward margin is positive.
+
+    Known shortfall (README, The demo on each kind of CPU): on a CPU without native bf16 the demo trains in float32,
+    and sBLIMP-like lands on either side of its target from run to run (71.9–76.7 after DPO on a 2-core AVX2 EPYC).
+    There, and only for that target, a miss is reported as an expected failure with its score; every other target
+    is asserted everywhere, and sBLIMP-like too where the CPU has native bf16."""
+    out = tmp_path / "demo"
+    command = [sys.executable, os.path.join(REPO, "recipes", "demo.py"), "--output_dir", str(out)]
+    done = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(out / "results.json") as f:
+        results = json.load(f)
+    assert results["dpo_reward_margin"]["eval"] > 0 and results["dpo_reward_margin"]["train"] > 0
+    assert results["training"]["pretraining"]["budget"]["stopped_by_budget"]
+    missed = sorted(name for name, met in results["targets_met"].items() if not met)
+    if missed == ["sblimp"] and not native_bf16("cpu")[0]:
+        score = results["scores"]["after DPO"]["sblimp"]
+        pytest.xfail(f"sBLIMP-like {score:.1f} < 75 after DPO on a CPU without native bf16 (README: known shortfall)")
+    assert not missed, (results["scores"], results["training"])
 
 
 def test_corpus_arguments_and_output_dir_are_checked(tmp_path):

@@ -404,10 +404,10 @@ def test_evaluate_bad_input_one_line_exit_2_nothing_written(tmp_path, tiny_unit_
 def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit_lm_dir):
     from datasets import Dataset
 
-    from slam_recipes.configs import PretrainConfig
     from slam_recipes.data import build_collator
     from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.trainer import UnitLMTrainer
+    from slam_recipes.training_args import PretrainConfig
 
     demo = os.path.join(REPO, "data", "demo", "eval")
     benchmarks = load_benchmarks([f"tsc={demo}/tsc.parquet", f"swuggy={demo}/swuggy.parquet"], 500, max_pairs=20)
@@ -435,11 +435,11 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
 
 
 def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
-    from slam_recipes.configs import SlamDPOConfig
     from slam_recipes.evaluation import load_benchmarks
     from slam_recipes.model import make_reference_model
     from slam_recipes.preference import build_preference_datasets
     from slam_recipes.trainer import UnitDPOTrainer
+    from slam_recipes.training_args import SlamDPOConfig
 
     pairs, _ = build_preference_datasets(
         [os.path.join(REPO, "data/demo/dpo")], num_units=500, dataset_split="validation"

@@ -105,6 +105,10 @@ def test_push_writes_a_model_card_and_the_model_loads_back_with_plain_transforme
     assert "| base LM | `recipes/demo/tiny-qwen2` |" in text and "random, from the text LM's architecture" in text
     assert "- features: `mfcc`" in text and "- units: `500`" in text  # from data/demo/corpus.json
     assert "| hardware | 1 × CPU" in text and "| time budget used | 0:0" in text
+    hardware = summary["hardware"]  # the demo recipe asks for bf16; the card says what the run got, and why
+    assert hardware["precision_requested"] == "bf16" and hardware["precision"] in ("bf16", "fp32")
+    expected = "bf16" if hardware["precision"] == "bf16" else f"fp32 (asked: bf16; {hardware['precision_reason']})"
+    assert f"| precision | {expected} |" in text
     assert re.search(r"\| eval_loss \| [\d.]+ \|", text) and re.search(r"\| eval_swuggy \| [\d.]+ \|", text)
     recipe = yaml.safe_load(text.split("```yaml\n", 1)[1].split("```", 1)[0])
     assert recipe["learning_rate"] == 0.002 and recipe["max_steps"] == 6 and recipe["packing"] == "padding_free"
@@ -236,7 +240,7 @@ def test_recipe_config_reaches_the_installed_trackers(pushed_run):
     events.Reload()
     assert {"recipe/text_summary", "args/text_summary"} <= set(events.Tags()["tensors"])
     logged = events.Tensors("recipe/text_summary")[0].tensor_proto.string_val[0].decode()
-    assert "context_length: 512" in logged and "max_steps: 6" in logged and "validation_fraction: 0.01" in logged
+    assert "context_length: 256" in logged and "max_steps: 6" in logged and "validation_fraction: 0.01" in logged
 
     recipe = pushed_run["wandb_config"]["recipe"]
     assert recipe["packing"] == "padding_free" and recipe["report_to"] == trackers

@@ -8,11 +8,11 @@ import torch
 from conftest import REPO, TINY_CONFIGS, run_recipe, write_config, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from slam_recipes.configs import SlamDPOConfig
 from slam_recipes.errors import DataError
 from slam_recipes.model import build_unit_lm, make_reference_model
 from slam_recipes.preference import auto_bleu, build_preference_datasets, load_preference_dataset
 from slam_recipes.trainer import UnitDPOTrainer
+from slam_recipes.training_args import SlamDPOConfig
 from slam_recipes.units import build_unit_tokenizer, units_to_string
 
 SCRIPT = os.path.join(REPO, "recipes", "dpo.py")

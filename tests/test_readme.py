@@ -14,10 +14,9 @@ from slam_recipes.configs import (
     EvalArguments,
     ModelArguments,
     PreferenceDataArguments,
-    PretrainConfig,
-    SlamDPOConfig,
     parse_recipe_args,
 )
+from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
 
 with open(os.path.join(REPO, "README.md")) as f:
     README = f.read()

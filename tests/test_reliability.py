@@ -211,6 +211,7 @@ def test_two_processes_keep_the_global_batch_stop_together_and_only_rank_0_write
         "--config", os.path.join(DEMO, "pretrain.yaml"), "--output_dir", str(out), "--per_device_train_batch_size", "8",
         "--max_steps", "1000", "--time_budget", "6", "--logging_steps", "1", "--eval_strategy", "no",
         "--save_strategy", "steps", "--save_steps", "1000", "--disable_tqdm", "true", "--ddp_backend", "gloo",
+        "--context_length", "512",
     ]  # fmt: skip
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -233,6 +234,7 @@ def test_two_processes_keep_the_global_batch_stop_together_and_only_rank_0_write
     assert not (out / ".saving").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("deepspeed") is None, reason='needs pip install -e ".[deepspeed]"')
 def test_deepspeed_zero2_config_trains_on_cpu(tmp_path):
     """accelerate_configs/deepspeed_zero2.yaml as shipped, 2 CPU processes: the recipe trains (this caught

@@ -44,3 +44,47 @@ def test_parse_unit_string():
     with pytest.raises(DataError, match=r"f.jsonl row 4: .*'hello'"):
         parse_unit_string("<Un3>hello<Un4>", "f.jsonl row 4")
     assert units_to_string([3, 49]) == "<Un3><Un49>"
+
+
+def test_parse_unit_strings_equals_the_per_row_parser():
+    """The Arrow-vectorised column parser against `parse_unit_string` row by row: whitespace, empty rows, ids of
+    every width, and both Arrow string types."""
+    import numpy as np
+    import pyarrow as pa
+
+    from slam_recipes.units import parse_unit_strings
+
+    rng = np.random.default_rng(0)
+    rows = ["".join(f"<Un{u}>" for u in rng.integers(0, 500, size=n)) for n in rng.integers(1, 60, size=200)]
+    rows += [" <Un3>\t<Un49> <Un0>\n", "", "<Un0>", "<Un123456>", " "]
+    expected = [parse_unit_string(row) for row in rows]
+    for kind in (pa.string(), pa.large_string()):
+        values, offsets = parse_unit_strings(pa.array(rows, type=kind), lambda i: f"row {i}")
+        assert offsets.tolist() == np.concatenate([[0], np.cumsum([len(e) for e in expected])]).tolist()
+        assert values.tolist() == [u for e in expected for u in e]
+    for kind in (pa.string(), pa.large_string()):
+        sliced = pa.array(rows, type=kind)[3:9]  # an Arrow slice starts at an offset into its buffers
+        values, offsets = parse_unit_strings(sliced, str)
+        assert values.tolist() == [u for e in expected[3:9] for u in e]
+        assert np.diff(offsets).tolist() == [len(e) for e in expected[3:9]]
+    values, offsets = parse_unit_strings(pa.array(["", " "]), str)  # no units at all: empty rows, caught later
+    assert values.size == 0 and offsets.tolist() == [0, 0, 0]
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ("<Un3><Ux4>", r"f.jsonl row 7: .*'<Ux4>'"),
+        ("<Un3>hello", r"f.jsonl row 7: .*'hello'"),
+        ("<Un3><Un>", r"f.jsonl row 7: .*'<Un>'"),
+        ("<Un3", r"f.jsonl row 7: .*'<Un3'"),
+        ("<Un3><Un12345678901>", r"f.jsonl row 7: unit id 12345678901 is outside any unit vocabulary"),
+    ],
+)
+def test_parse_unit_strings_names_the_bad_row(bad, message):
+    import pyarrow as pa
+
+    from slam_recipes.units import parse_unit_strings
+
+    with pytest.raises(DataError, match=message):
+        parse_unit_strings(pa.array(["<Un1>", bad]), lambda i: f"f.jsonl row {i + 6}")
