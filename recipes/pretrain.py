@@ -19,10 +19,12 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
-    from slam_recipes.configs import DataArguments, ModelArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.configs import DataArguments, PretrainModelArguments, parse_recipe_args, resolved_recipe
     from slam_recipes.training_args import PretrainConfig
 
-    parsed = model_args, data_args, training_args = parse_recipe_args((ModelArguments, DataArguments, PretrainConfig))
+    parsed = model_args, data_args, training_args = parse_recipe_args(
+        (PretrainModelArguments, DataArguments, PretrainConfig)
+    )
 
     from transformers import set_seed
 

@@ -8,7 +8,8 @@ Usage:
     # fully offline, MFCC features and a k-means fitted with recipes/fit_kmeans.py
     python recipes/tokenize_audio.py --backend mfcc --kmeans_path km/mfcc500.safetensors --dataset_name wavs/ --output_dir data/units/wavs
 
-A rerun with the same settings skips finished shards. Unreadable or empty audio is skipped and listed in
+A rerun with the same settings skips finished shards. Unreadable or empty audio, and audio shorter than the feature
+model's receptive field (400 samples, 25 ms, for HuBERT base), is skipped and listed in
 <output_dir>/tokenize_report.jsonl.
 """
 

@@ -14,7 +14,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "callbacks": ("CALLBACKS", "BudgetSchedule", "TimeBudgetCallback", "build_callbacks", "parse_time_budget"),
-    "configs": ("DataArguments", "ModelArguments", "parse_recipe_args"),
+    "configs": ("DataArguments", "ModelArguments", "PretrainModelArguments", "parse_recipe_args"),
     "data": ("build_collator", "build_pretraining_datasets", "check_packing", "load_unit_datasets", "pack"),
     "errors": ("ConfigError", "DataError", "SlamError"),
     "model": ("build_unit_lm", "check_vocab", "count_parameters", "flops_per_token", "load_or_build_tokenizer"),

@@ -11,7 +11,7 @@ only, and the attention work is that of the documents, not of whole rows:
 
 Document boundaries come from `cu_seq_lens_q` (the flat padding-free batch of TRL's collator, which computes them on
 the CPU), else from `position_ids` restarting at 0 (packed rows). Without either, it is ordinary causal attention
-with the padding mask, so evaluation batches work too.
+with the padding mask, so evaluation batches and left-padded, KV-cached generation work too.
 """
 
 from __future__ import annotations
@@ -152,8 +152,10 @@ def sdpa_varlen_attention(
             return _per_document(query, key, value, spans, scaling, gqa).transpose(1, 2).contiguous(), None
     mask = None
     q_length, kv_length = query.shape[2], key.shape[2]
-    if q_length > 1 and (attention_mask is not None or q_length != kv_length):
-        # causal with the queries at the end of the keys (a KV cache prefix), AND not padding (2D mask)
+    if attention_mask is not None or q_length not in (1, kv_length):
+        # causal with the queries at the end of the keys (a KV-cache prefix), AND not padding (the 2D mask). A
+        # one-token decode step sees every cached key, so only the padding mask applies there, and it must: with
+        # left-padded prompts the first keys of a row are padding.
         mask = torch.ones(q_length, kv_length, dtype=torch.bool, device=query.device).tril(kv_length - q_length)
         mask = mask[None, None]
         if attention_mask is not None:

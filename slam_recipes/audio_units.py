@@ -5,7 +5,8 @@ The output folder is a units dataset every recipe reads (`load_dataset(output_di
 shards holding `units` (uint16; `prompt` / `chosen` / `rejected` or `positive` / `negative` for preference and pair
 datasets, one column per audio column), optional `duration` run lengths, the source `file`, and every other column
 of the input (texts, ids). A shard is written under a temporary name and renamed, then marked done in
-`report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or empty audio is skipped and listed in
+`report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or empty audio, and audio shorter than the
+feature model's receptive field (400 samples, 25 ms, for HuBERT base), is skipped and listed in
 `tokenize_report.jsonl`.
 """
 
@@ -21,7 +22,13 @@ import numpy as np
 import torch
 
 from slam_recipes.errors import ConfigError, DataError, first_line
-from slam_recipes.features import AUDIO_EXTENSIONS, SAMPLE_RATE, find_audio_files, read_audio
+from slam_recipes.features import (
+    AUDIO_EXTENSIONS,
+    SAMPLE_RATE,
+    find_audio_files,
+    read_audio,
+    samples_before_resampling,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -168,18 +175,24 @@ def tokenize_rows(
     progress=None,
 ) -> tuple[list[dict], list[dict], float]:
     """Tokenise one shard: (output rows, skipped rows with the reason, seconds of audio). A row is skipped when any
-    of its audio cannot be read or is empty."""
+    of its audio cannot be read, is empty, or is too short for one feature frame (see `too_short`); the others are
+    tokenised as if it were not there, whatever the batching."""
     waveforms: dict[str, list] = {c: [] for c in audio_columns}
     kept, skipped = [], []
     for row in rows:
         try:
-            audio = {c: read_audio(row[c])[0] for c in audio_columns}
+            audio = {c: read_audio(row[c]) for c in audio_columns}
         except DataError as err:
             skipped.append({"file": _row_file(row, audio_columns), "error": str(err)})
             continue
+        short = (too_short(_row_file(row, [c]), c, *audio[c], extractor.min_samples) for c in audio_columns)
+        entry = next(filter(None, short), None)
+        if entry is not None:
+            skipped.append(entry)
+            continue
         kept.append(row)
         for c in audio_columns:
-            waveforms[c].append(audio[c])
+            waveforms[c].append(audio[c][0])
     seconds = sum(len(w) for ws in waveforms.values() for w in ws) / SAMPLE_RATE
     units: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
     durations: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
@@ -204,6 +217,28 @@ def tokenize_rows(
                 out["duration" if name == "units" else f"{name}_duration"] = durations[column][i]
         output.append(out)
     return output, skipped, seconds
+
+
+def too_short(file: str, column: str, waveform: np.ndarray, file_rate: int, min_samples: int) -> dict | None:
+    """The report entry for a 16 kHz `waveform` (from `read_audio`, whose file was at `file_rate` Hz) shorter than
+    the `min_samples` the feature model needs for one frame (its receptive field, e.g. 400 for HuBERT base), or None.
+    Lengths are given in samples and seconds at 16 kHz; a resampled file also gets its minimum at its own rate."""
+    samples = len(waveform)
+    if samples >= min_samples:
+        return None
+    entry = {"file": file, "column": column, "samples": samples, "seconds": samples / SAMPLE_RATE,
+             "min_samples": min_samples, "min_seconds": min_samples / SAMPLE_RATE}  # fmt: skip
+    at_file_rate = ""
+    if file_rate != SAMPLE_RATE:
+        entry["file_rate"] = file_rate
+        entry["file_min_samples"] = samples_before_resampling(min_samples, file_rate)
+        at_file_rate = f"; {entry['file_min_samples']} at the file's {file_rate} Hz"
+    where = file if column == "audio" else f"{file} ({column})"
+    entry["error"] = (
+        f"{where}: audio too short for one feature frame: {samples} samples ({samples / SAMPLE_RATE:.4f} s) at "
+        f"{SAMPLE_RATE} Hz, the feature model needs {min_samples} ({min_samples / SAMPLE_RATE:.4f} s{at_file_rate})"
+    )
+    return entry
 
 
 def _row_file(row: dict, audio_columns: list[str]) -> str:

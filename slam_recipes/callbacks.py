@@ -64,7 +64,14 @@ def format_seconds(seconds: float) -> str:
 
 class BudgetSchedule:
     """LR multiplier with an adjustable horizon: linear warmup, then cosine (or linear) decay to `min_lr_ratio` at
-    step `horizon`. A callable object, so `LambdaLR.state_dict()` saves the horizon with each checkpoint."""
+    step `horizon`. A callable object, so `LambdaLR.state_dict()` saves its state with each checkpoint.
+
+    - `warmup`: steps (≥ 1) or a ratio of the horizon. A ratio is turned into steps once by `fix_warmup`, when the
+      horizon is first estimated from a measured step time; until then it follows the horizon.
+    - `refit(step, horizon)`: a new horizon estimate at `step`. The decay goes on from the progress already reached at
+      `step` and reaches the floor at the new horizon, so after warmup the multiplier never increases, whatever the
+      estimates do; setting `horizon` directly stretches the whole curve instead.
+    """
 
     def __init__(self, horizon: int, warmup: float = 0.0, min_lr_ratio: float = 0.0, kind: str = "cosine"):
         if kind not in BUDGET_SCHEDULES:
@@ -75,9 +82,36 @@ class BudgetSchedule:
         self.warmup = float(warmup)
         self.min_lr_ratio = float(min_lr_ratio)
         self.kind = kind
+        self.fixed_warmup: int | None = int(self.warmup) if self.warmup >= 1 else None
+        self.anchor_step = 0  # the decay's progress is `anchor_progress` at `anchor_step` (or at the warmup's end)
+        self.anchor_progress = 0.0
 
     def warmup_steps(self) -> int:
-        return int(self.warmup) if self.warmup >= 1 else math.ceil(self.horizon * self.warmup)
+        if self.fixed_warmup is not None:
+            return self.fixed_warmup
+        return math.ceil(self.horizon * self.warmup)
+
+    def fix_warmup(self, step: int = 0) -> int:
+        """Turn a warmup ratio into steps of the current horizon, once, at `step`; later horizons leave it alone. A
+        warmup that should have ended before `step` ends at `step` (the steps so far were warming up)."""
+        if self.fixed_warmup is None:
+            self.fixed_warmup = max(self.warmup_steps(), step)
+        return self.fixed_warmup
+
+    def progress(self, step: int) -> float:
+        """The decay's progress at `step`, 0 at the warmup's end and 1 at the horizon."""
+        start = max(self.anchor_step, self.warmup_steps())
+        if step <= start:  # (earlier steps than the anchor are not asked for: the scheduler only moves forward)
+            return self.anchor_progress
+        return self.anchor_progress + (1.0 - self.anchor_progress) * min(
+            1.0, (step - start) / max(1, self.horizon - start)
+        )
+
+    def refit(self, step: int, horizon: int) -> None:
+        """A new horizon, estimated at `step`: the decay continues from where it is at `step`."""
+        if step > self.warmup_steps():
+            self.anchor_progress, self.anchor_step = self.progress(step), step
+        self.horizon = max(1, int(horizon), step)
 
     def __call__(self, step: int) -> float:
         warmup = self.warmup_steps()
@@ -85,7 +119,7 @@ class BudgetSchedule:
             return step / max(1, warmup)
         if self.kind == "constant_with_warmup":
             return 1.0
-        progress = min(1.0, (step - warmup) / max(1, self.horizon - warmup))
+        progress = self.progress(step)
         decay = 0.5 * (1.0 + math.cos(math.pi * progress)) if self.kind != "linear" else 1.0 - progress
         return self.min_lr_ratio + (1.0 - self.min_lr_ratio) * decay
 
@@ -125,15 +159,45 @@ def _agree(values: list[float], device, how: str) -> list[float]:
     return tensor.tolist()
 
 
+def last_step_before(step: int, remaining: float, step_time: float, pauses: list[tuple[int, float]]) -> int | None:
+    """The step whose end first reaches the deadline, `remaining` seconds after the end of `step`, when each step
+    takes `step_time` seconds and after every step that is a multiple of `every` a pause of `seconds` follows, for
+    each (every, seconds) of `pauses` (the pauses after `step` itself are still to come). None without a step time."""
+    if remaining <= 0:
+        return step
+    if step_time <= 0:
+        return None
+
+    def time_to_end_of(last: int) -> float:
+        paused = sum(seconds * ((last - 1) // every - (step - 1) // every) for every, seconds in pauses)
+        return (last - step) * step_time + paused
+
+    # the time grows with the step: the first step whose end reaches the deadline, by bisection
+    low, high = step + 1, step + max(1, math.ceil(remaining / step_time - 1e-9))
+    while low < high:
+        middle = (low + high) // 2
+        if time_to_end_of(middle) >= remaining - 1e-9:
+            high = middle
+        else:
+            low = middle + 1
+    return low
+
+
 class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stop training at the time budget: the step that crosses it is the last one, then evaluate and save.
 
     - Time counts from `on_train_begin` (data preparation and model loading are outside the budget). The elapsed
       budget is saved in every checkpoint (`trainer_state.json`), so a resumed run keeps the original deadline.
     - Rank 0 decides and broadcasts, so every rank stops on the same step.
-    - Without `max_steps`, the LR schedule's horizon (a `BudgetSchedule`) is re-estimated after every step from the
-      mean time of the recent steps, so the decay reaches its floor at the deadline. With `max_steps`, training ends at
-      whichever comes first, with a warning once the step time shows the budget is too short.
+    - Without `max_steps`, the LR schedule's horizon (a `BudgetSchedule`) is re-estimated after every step, so the
+      decay reaches its floor at the deadline. The estimate divides the remaining time by the mean time of the recent
+      steps plus the pauses expected per step. Pauses (evaluation, saving) are timed apart from the steps: each kind
+      costs its mean measured duration once per `eval_steps` / `save_steps` (or, for other strategies, its measured
+      total spread over the session's steps). The session's first step (compilation, cache warm-up) is left out, and
+      the horizon is first estimated after the second step, when a warmup ratio is also fixed in steps. After warmup
+      the LR never increases (see `BudgetSchedule.refit`).
+    - With `max_steps`, training ends at whichever comes first, with a warning once the step time shows the budget
+      is too short.
     """
 
     def __init__(
@@ -151,8 +215,9 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.elapsed_before = 0.0  # budget spent by earlier sessions of this run (restored on resume)
         self.session_start: float | None = None
         self.session_start_step = 0
-        self.last_step_end: float | None = None
         self.recent_step_times: deque[float] = deque(maxlen=step_time_window)
+        self.pause_mark: float | None = None  # the end of the last step or of the pause that followed it
+        self.pauses: dict[str, list[float]] = {"eval": [0.0, 0], "save": [0.0, 0]}  # kind → [seconds, count]
         self.stopped_at_step: int | None = None
         self._warned = False
 
@@ -184,8 +249,9 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
                 self.elapsed_before += max(0.0, self.wall_clock() - float(attributes["saved_at"]))
         self.session_start = self.clock()
         self.session_start_step = state.global_step
-        self.last_step_end = None
+        self.pause_mark = None
         self.recent_step_times.clear()
+        self.pauses = {"eval": [0.0, 0], "save": [0.0, 0]}
         logger.info(
             "Time budget %s, %s already spent, deadline in %s",
             format_seconds(self.budget_seconds),
@@ -194,27 +260,57 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         )
         return control
 
+    def _pause(self, kind: str) -> None:
+        """An evaluation or a save has just ended: its time since the step (or the pause before it) is a pause."""
+        now = self.clock()
+        if self.pause_mark is not None:
+            self.pauses[kind][0] += now - self.pause_mark
+            self.pauses[kind][1] += 1
+            self.pause_mark = now
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self._pause("eval")
+        return control
+
+    def on_save(self, args, state, control, **kwargs):
+        self._pause("save")
+        return control
+
+    def expected_pauses(self, args, state) -> tuple[list[tuple[int, float]], float]:
+        """The pauses to expect, from those measured so far: (every n steps, mean seconds) for evaluations and saves
+        on a `steps` strategy, and seconds per step for the others (their measured total over the session's steps)."""
+        periodic, per_step = [], 0.0
+        for kind, (seconds, count) in self.pauses.items():
+            if not count:
+                continue
+            strategy = getattr(args, f"{kind}_strategy")
+            every = getattr(state, f"{kind}_steps", 0) if getattr(strategy, "value", strategy) == "steps" else 0
+            if every:
+                periodic.append((int(every), seconds / count))
+            else:
+                per_step += seconds / max(1, state.global_step - self.session_start_step)
+        return periodic, per_step
+
     def on_step_end(self, args, state, control, **kwargs):
         now = self.clock()
         steps = state.global_step - self.session_start_step
-        if self.last_step_end is not None:  # the session's first step (warm-up, compilation) is left out
-            self.recent_step_times.append(now - self.last_step_end)
-        self.last_step_end = now
+        if self.pause_mark is not None:  # the session's first step (warm-up, compilation) is left out
+            self.recent_step_times.append(now - self.pause_mark)
+        self.pause_mark = now
+        remaining = self.remaining(now)
+        horizon = state.max_steps
+        step_time = 0.0
         if self.recent_step_times:
             step_time = sum(self.recent_step_times) / len(self.recent_step_times)
-        else:
-            step_time = now - self.session_start
-        remaining = self.remaining(now)
-        if step_time > 0:
-            horizon = state.global_step + math.ceil(max(0.0, remaining) / step_time - 1e-9)
-        else:
-            horizon = state.max_steps
+            periodic, per_step = self.expected_pauses(args, state)
+            horizon = last_step_before(state.global_step, remaining, step_time + per_step, periodic) or horizon
         stop, horizon = _agree([float(remaining <= 0), float(horizon)], args.device, "main")
 
         schedule = _budget_schedule(kwargs.get("lr_scheduler"))
-        if schedule is not None:
+        if schedule is not None and self.recent_step_times:
             cap = state.max_steps if state.max_steps and state.max_steps > 0 else math.inf
-            schedule.horizon = max(state.global_step, int(min(horizon, cap)), 1)
+            schedule.refit(state.global_step, int(min(horizon, cap)))
+            schedule.fix_warmup(state.global_step)
         if args.max_steps > 0 and steps == 2 and not self._warned and horizon < args.max_steps:
             self._warned = True
             logger.warning(
@@ -234,6 +330,55 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             control.should_training_stop = True
             control.should_save = args.save_strategy != "no"
             control.should_evaluate = args.eval_strategy != "no"
+        return control
+
+
+class TrainingClockCallback(TrainerCallback, ExportableState):
+    """Training time and tokens over all sessions of a run, so that a resumed run's tokens/s divides the tokens seen
+    since the first start by the time spent since the first start (not by the last session's time).
+
+    The training seconds reached at each checkpoint are saved in it (`trainer_state.json`); on resume they are
+    restored. The steps a preemption lost after the checkpoint count in neither the tokens (the state of the
+    checkpoint) nor the time. A session runs from `on_train_begin` to `on_train_end`; evaluations and saves during
+    training count, as in the Trainer's `train_runtime`.
+    """
+
+    def __init__(self, clock: Callable[[], float] | None = None):
+        self.clock = clock or time.perf_counter
+        self.seconds_before = 0.0  # training seconds of the earlier sessions, up to the checkpoint resumed from
+        self.sessions_before = 0
+        self.session_start: float | None = None
+        self.session_end: float | None = None
+        self.session_start_step = 0
+        self.session_start_tokens = 0
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"seconds": self.seconds(), "sessions": self.sessions_before + 1}}
+
+    def seconds(self) -> float:
+        """Training seconds of the run so far (to the end of training, once it has ended)."""
+        if self.session_start is None:
+            return self.seconds_before
+        end = self.session_end if self.session_end is not None else self.clock()
+        return self.seconds_before + end - self.session_start
+
+    def sessions(self) -> int:
+        return self.sessions_before + (self.session_start is not None)
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        saved = state.stateful_callbacks.get(type(self).__name__)
+        if isinstance(saved, list):
+            saved = saved[0] if saved else None
+        if saved and state.global_step > 0:
+            self.seconds_before = float(saved.get("attributes", {}).get("seconds", 0.0))
+            self.sessions_before = int(saved.get("attributes", {}).get("sessions", 1))
+        self.session_start, self.session_end = self.clock(), None
+        self.session_start_step = state.global_step
+        self.session_start_tokens = int(state.num_input_tokens_seen)
+        return control
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.session_end = self.clock()
         return control
 
 

@@ -18,11 +18,13 @@ import yaml
 from slam_recipes.errors import ConfigError
 
 PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.pack
+AUTO_BLEU_TOKENIZERS = ("nltk", "normalized")  # see slam_recipes.metrics.auto_bleu_words; the first is the paper's
 
 
 @dataclass
 class ModelArguments:
-    """Which base LM, how to initialise it, and what to override in its config."""
+    """Which model a training stage starts from and what to override in its config. DPO starts from a trained speech
+    LM, whose weights are always loaded; pretraining adds `twist_init` (`PretrainModelArguments`)."""
 
     model_name_or_path: str | None = field(
         default=None,
@@ -31,12 +33,6 @@ class ModelArguments:
     model_revision: str | None = field(default=None, metadata={"help": "Hub revision of the base LM."})
     num_units: int = field(
         default=500, metadata={"help": "Number of speech units; vocabulary = num_units + 2 (PAD, <S>)."}
-    )
-    twist_init: bool = field(
-        default=True,
-        metadata={
-            "help": "TWIST: load the text LM's weights, then replace its vocabulary. False: random init from config."
-        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved unit tokenizer; default: the checkpoint's own, else a new one."}
@@ -106,9 +102,10 @@ class ModelArguments:
         )
 
     def build_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for `build_unit_lm`."""
+        """Keyword arguments for `build_unit_lm`: the weights are loaded (a trained speech LM's vocabulary is already
+        the units', so nothing is resized)."""
         kwargs: dict[str, Any] = dict(self.model_config_overrides or {})
-        kwargs.update(num_units=self.num_units, twist_init=self.twist_init)
+        kwargs.update(num_units=self.num_units, twist_init=True)
         for key, value in (
             ("revision", self.model_revision),
             ("dtype", self.dtype),
@@ -118,6 +115,21 @@ class ModelArguments:
             if value is not None:
                 kwargs[key] = value
         return kwargs
+
+
+@dataclass
+class PretrainModelArguments(ModelArguments):
+    """The base LM of pretraining and how to initialise it."""
+
+    twist_init: bool = field(
+        default=True,
+        metadata={
+            "help": "TWIST: load the text LM's weights, then replace its vocabulary. False: random init from config."
+        },
+    )
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return {**super().build_kwargs(), "twist_init": self.twist_init}
 
 
 @dataclass
@@ -153,7 +165,10 @@ class DataArguments(SourceArguments):
 
     dataset_ratios: list[float] | None = field(
         default=None,
-        metadata={"help": "Sampling ratio per source (interleaved); default: concatenate all sources."},
+        metadata={
+            "help": "Sampling ratio per source (interleaved); default: concatenate all sources. A source with a "
+            "positive ratio must keep rows after min_units/max_units; under all_exhausted no ratio may be 0."
+        },
     )
     mixture_stopping_strategy: str = field(
         default="first_exhausted",
@@ -169,7 +184,11 @@ class DataArguments(SourceArguments):
     min_units: int = field(default=1, metadata={"help": "Drop utterances with fewer units (after dedup)."})
     max_units: int | None = field(default=None, metadata={"help": "Drop utterances with more units (after dedup)."})
     context_length: int = field(
-        default=1024, metadata={"help": "Tokens per packed row; longer utterances are chunked."}
+        default=1024,
+        metadata={
+            "help": "Tokens per packed row; a longer utterance is framed <S> units <S> and cut into pieces (only "
+            "the first starts with <S>, only the last ends with it)."
+        },
     )
     packing: str = field(
         default="padding_free",
@@ -213,11 +232,22 @@ class PreferenceDataArguments(SourceArguments):
     auto_bleu_threshold: float = field(
         default=0.3, metadata={"help": "Drop a pair at auto-BLEU >= this (paper: 0.3)."}
     )
+    auto_bleu_tokenizer: str = field(
+        default="nltk",
+        metadata={
+            "help": f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word "
+            "tokenizer; case and punctuation kept); normalized: lower-cased, punctuation dropped."
+        },
+    )
 
     def __post_init__(self):
         super().__post_init__()
         if self.auto_bleu_n < 1:
             raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
+        if self.auto_bleu_tokenizer not in AUTO_BLEU_TOKENIZERS:
+            raise ConfigError(
+                f"auto_bleu_tokenizer must be one of {AUTO_BLEU_TOKENIZERS}, got {self.auto_bleu_tokenizer!r}"
+            )
 
 
 @dataclass
@@ -429,6 +459,13 @@ class GenPPLArguments:
     )
     ppl_batch_size: int = field(default=16, metadata={"help": "Transcripts per text-LM batch."})
     auto_bleu_n: int = field(default=2, metadata={"help": "auto-BLEU n-gram order (paper: 2, word bigrams)."})
+    auto_bleu_tokenizer: str = field(
+        default="nltk",
+        metadata={
+            "help": f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word "
+            "tokenizer; case and punctuation kept); normalized: lower-cased, punctuation dropped."
+        },
+    )
 
 
 @dataclass
@@ -446,6 +483,10 @@ class EvalArguments(GenPPLArguments, GenerationArguments, BenchmarkArguments, Sp
                 raise ConfigError("the generative metrics need vocoder_path (a unit HiFi-GAN checkpoint)")
             if self.auto_bleu_n < 1:
                 raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
+            if self.auto_bleu_tokenizer not in AUTO_BLEU_TOKENIZERS:
+                raise ConfigError(
+                    f"auto_bleu_tokenizer must be one of {AUTO_BLEU_TOKENIZERS}, got {self.auto_bleu_tokenizer!r}"
+                )
 
 
 @dataclass
@@ -493,6 +534,18 @@ def recipe_fields(dataclass_types) -> set[str]:
     return {f.name for cls in dataclass_types for f in dataclasses.fields(cls)}
 
 
+# Options of another stage, named in the error when given to one that has none: a hint where "unknown" would puzzle.
+OTHER_STAGE_OPTIONS = {
+    "twist_init": "twist_init is a pretraining option: DPO starts from a trained speech LM, whose weights are always "
+    "loaded (a random init would train from noise with the vocabulary check still passing)",
+}
+
+
+def _other_stage_hint(names) -> str:
+    hints = [OTHER_STAGE_OPTIONS[name] for name in names if name in OTHER_STAGE_OPTIONS]
+    return f" ({'; '.join(hints)})" if hints else ""
+
+
 def parse_recipe_args(dataclass_types, args: list[str] | None = None):
     """Parse `--config recipe.yaml` plus CLI flags into the given dataclasses; every problem is a ConfigError."""
     from trl import TrlParser
@@ -515,7 +568,9 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
         raise
     except ValueError as err:
         where = f"{config_path}: " if config_path else ""
-        raise ConfigError(where + str(err).strip().splitlines()[0]) from err
+        flags = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+        unknown = [name for name in flags if name not in recipe_fields(dataclass_types)]
+        raise ConfigError(where + str(err).strip().splitlines()[0] + _other_stage_hint(unknown)) from err
 
 
 def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
@@ -571,7 +626,7 @@ def _check_yaml(path: str, known: set[str]) -> None:
         raise ConfigError(f"{path}: must be a YAML mapping of option: value")
     unknown = sorted(set(config) - known - {"env"})
     if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}")
+        raise ConfigError(f"{path}: unknown key(s) {unknown}{_other_stage_hint(unknown)}")
 
 
 @dataclass

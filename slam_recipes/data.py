@@ -1,8 +1,8 @@
 """Unit datasets: load (Hub / save_to_disk folder / files), normalise to token ids, mix, split, pack, collate.
 
 Every accepted input form ends as one column, `input_ids`, of uint16 token ids (`<S> units+2 … <S>`), at most
-`context_length` long. Preparation runs through `datasets.map`, so it is cached on disk and happens before the
-trainer (and its time budget) starts.
+`context_length` long (a longer utterance becomes consecutive pieces: see `normalize_batch`). Preparation runs
+through `datasets.map`, so it is cached on disk and happens before the trainer (and its time budget) starts.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from trl import pack_dataset
 
 from slam_recipes.configs import PACKING_MODES
 from slam_recipes.errors import DataError, first_line
-from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID, parse_unit_strings
+from slam_recipes.units import NUM_SPECIAL, PAD_ID, frame_units, parse_unit_strings
 
 UNITS_COLUMNS = ("units", "audio_repr")  # slamkit features JSONL / slamkit tokens JSONL
 _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet", ".arrow": "arrow"}
@@ -178,6 +178,15 @@ def normalize_batch(
     """Unit rows (flat `values` + `offsets`) → token-id rows, validated, deduplicated, framed, filtered and chunked.
 
     Errors name the row: `label row N: ...`. Returns (token ids as uint16, offsets).
+
+    A row longer than the context is framed whole (`units.frame_units`), then cut every `context_length` tokens
+    (`chunk_offsets`): only its first piece starts with `<S>` and only its last ends with `<S>`; continuation pieces
+    start mid-utterance, with no `<S>` added. slamkit does the same (slamkit/tokeniser/unit_tokeniser.py:43 frames;
+    slamkit/data/hf_dataset.py:21-26 and :107-109 cut, "not adding special tokens individually"). Why: evaluation
+    scores `<S> units <S>` and generation continues `<S> units`, so `<S>` must mean only a true start or end;
+    framing every piece would teach a false start and a false end at every cut. The cost: a continuation piece's
+    first token is not predicted (nothing precedes it), nor is a last piece that is a lone `<S>`, as in slamkit;
+    `block` packing joins the pieces back into one stream.
     """
     values, offsets = validate_units(
         values, offsets, num_units=num_units, label=label, first_row=first_row, dedup=dedup
@@ -190,22 +199,18 @@ def normalize_batch(
     if not row_keep.all():
         values = values[np.repeat(row_keep, lengths)]
         lengths = lengths[row_keep]
-    tokens = values.astype(np.uint16)  # ids < num_units + 2 fit: a unit vocabulary is far below 65,536
-    tokens += NUM_SPECIAL
-    if not add_bos_eos:
-        return tokens, chunk_offsets(np.concatenate([[0], np.cumsum(lengths)]), context_length)
-    # Framing: <S> units+2 <S>, one `np.insert` of a BOS before and an EOS after every row.
     row_offsets = np.concatenate([[0], np.cumsum(lengths)])
-    frame = np.empty(2 * lengths.size, dtype=np.int64)
-    frame[0::2], frame[1::2] = row_offsets[:-1], row_offsets[1:]
-    ids = np.insert(tokens, frame, np.tile(np.array([BOS_ID, EOS_ID], dtype=np.uint16), lengths.size))
-    framed_offsets = np.concatenate([[0], np.cumsum(lengths + 2)])
-    # Chunking: rows longer than the context become consecutive pieces of at most `context_length` tokens.
-    return ids, chunk_offsets(framed_offsets, context_length)
+    if add_bos_eos:
+        ids, row_offsets = frame_units(values, row_offsets)
+    else:
+        ids = values.astype(np.uint16)  # ids < num_units + 2 fit: a unit vocabulary is far below 65,536
+        ids += NUM_SPECIAL
+    return ids, chunk_offsets(row_offsets, context_length)
 
 
 def chunk_offsets(offsets: np.ndarray, context_length: int) -> np.ndarray:
-    """Split every row [offsets[i], offsets[i+1]) into pieces of at most `context_length`; returns new offsets."""
+    """Split every row [offsets[i], offsets[i+1]) into consecutive pieces of `context_length` (the last one shorter)
+    and return the new offsets; tokens are neither added nor dropped (see `normalize_batch` for the framing)."""
     lengths = np.diff(offsets)
     if lengths.size == 0 or lengths.max() <= context_length:
         return offsets
@@ -279,20 +284,46 @@ def mix(
     ratios: Sequence[float] | None = None,
     seed: int = 42,
     stopping_strategy: str = "first_exhausted",
+    names: Sequence[str] | None = None,
 ):
-    """Concatenate the datasets, or, with `ratios`, interleave them sampling each with that probability."""
+    """Concatenate the datasets, or, with `ratios`, interleave them sampling each with that probability.
+
+    `names` label the datasets in errors (default `dataset i`). A mixture that cannot be sampled is refused
+    (`DataError`, naming the dataset) before `interleave_datasets` would fail naming only its index: a dataset with
+    a positive ratio but no rows, or, under `all_exhausted`, one with ratio 0 (never drawn, so never exhausted).
+    """
     if len(datasets) == 1 and ratios is None:
         return datasets[0]
     if ratios is None:
         return concatenate_datasets(list(datasets))
-    if len(ratios) != len(datasets):
-        raise DataError(f"dataset_ratios has {len(ratios)} values for {len(datasets)} datasets")
-    if any(r < 0 for r in ratios) or sum(ratios) <= 0:
-        raise DataError(f"dataset_ratios must be non-negative with a positive sum, got {list(ratios)}")
+    names = list(names) if names is not None else [f"dataset {i}" for i in range(len(datasets))]
+    check_ratios(names, ratios, stopping_strategy)
+    for name, ratio, dataset in zip(names, ratios, datasets, strict=True):
+        if ratio > 0 and len(dataset) == 0:
+            raise DataError(
+                f"{name}: no rows to sample, but dataset_ratios gives it {ratio:g} (the source is empty or every "
+                "row was filtered out, e.g. by min_units / max_units); drop the source or give it ratio 0"
+            )
     total = float(sum(ratios))
     return interleave_datasets(
         list(datasets), probabilities=[r / total for r in ratios], seed=seed, stopping_strategy=stopping_strategy
     )
+
+
+def check_ratios(names: Sequence[str], ratios: Sequence[float], stopping_strategy: str = "first_exhausted") -> None:
+    """`ratios` must give one non-negative value per source in `names`, with a positive sum, and under
+    `all_exhausted` none may be 0 (a source never drawn is never exhausted). Raises `DataError` naming the source."""
+    if len(ratios) != len(names):
+        raise DataError(f"dataset_ratios has {len(ratios)} values for {len(names)} datasets")
+    if any(r < 0 for r in ratios) or sum(ratios) <= 0:
+        raise DataError(f"dataset_ratios must be non-negative with a positive sum, got {list(ratios)}")
+    if stopping_strategy == "all_exhausted":
+        for name, ratio in zip(names, ratios, strict=True):
+            if ratio == 0:
+                raise DataError(
+                    f"{name}: dataset_ratios gives it 0, so mixture_stopping_strategy all_exhausted would never "
+                    "exhaust it; give it a positive ratio, drop the source, or use first_exhausted"
+                )
 
 
 def pack(dataset, context_length: int, packing: str = "padding_free", num_proc: int | None = None):
@@ -343,42 +374,79 @@ class PackedRowsCollator:
         return batch
 
 
-def padding_free_is_exact(model, length: int = 8) -> bool:
-    """Whether `model` handles packed rows exactly: two documents A, B of equal length packed as [A, B] and [B, A]
-    must give B the same logits at either place (same shapes, so no tolerance games). Fails when attention crosses
-    documents or positions do not restart (e.g. OPT's learned positions)."""
+def padding_free_is_exact(model, attn_implementation: str | None = None, length: int = 8) -> bool:
+    """Whether `model` keeps padding-free documents apart as it will train: its own attention kernel on the batch
+    that `build_collator("padding_free", attn_implementation)` makes (one flat row with `cu_seq_lens` for varlen
+    kernels, else packed rows with restarting positions).
+
+    Two documents A, B of equal length, packed as [A, B] and [B, A], must give each document the same logits in
+    either place (same shapes, so no tolerance games). They differ when attention crosses documents (OPT's sdpa and
+    eager masks in transformers 5: it builds them without `position_ids`, so they ignore the restarts) or when
+    positions do not restart."""
     import torch
 
     generator = torch.Generator().manual_seed(0)
     vocab = model.config.get_text_config().vocab_size
-    a, b = torch.randint(NUM_SPECIAL, vocab, (2, length), generator=generator)
-    positions = torch.arange(length).repeat(2)[None]
+    a, b = torch.randint(NUM_SPECIAL, vocab, (2, length), generator=generator).tolist()
+    examples = [{"input_ids": a + b, "seq_lengths": [length] * 2}, {"input_ids": b + a, "seq_lengths": [length] * 2}]
+    batch = build_collator("padding_free", attn_implementation)(examples)
+    del batch["labels"]
+    batch["use_cache"] = False  # transformers derives a packed mask only without a KV cache
     device = next(model.parameters()).device
+    batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
     was_training = model.training
     model.eval()
     try:
         with torch.no_grad():
-            ab = model(
-                input_ids=torch.cat([a, b])[None].to(device), position_ids=positions.to(device), use_cache=False
-            )
-            ba = model(
-                input_ids=torch.cat([b, a])[None].to(device), position_ids=positions.to(device), use_cache=False
-            )
+            logits = model(**batch).logits
     finally:
         model.train(was_training)
-    b_second, b_first = ab.logits[0, length:].float(), ba.logits[0, :length].float()
-    return bool(torch.allclose(b_second, b_first, rtol=1e-3, atol=1e-3 * float(b_first.abs().max())))
+    a_first, b_second, b_first, a_second = logits.float().reshape(4, length, -1)  # either layout: A B | B A
+    return all(
+        torch.allclose(there, here, rtol=1e-3, atol=1e-3 * float(here.abs().max()))
+        for there, here in ((b_second, b_first), (a_second, a_first))
+    )
 
 
 def check_packing(model, packing: str, attn_implementation: str | None) -> None:
-    """Refuse padding-free packing where the model would silently attend across documents."""
-    flash = attn_implementation is not None and "flash" in attn_implementation  # CUDA kernels: not probed on CPU
-    if packing == "padding_free" and not flash and not padding_free_is_exact(model):
-        raise DataError(
-            f"packing: padding_free is not exact for {type(model).__name__} with attn_implementation="
-            f"{attn_implementation or 'default'} (attention crosses documents or positions do not restart); "
-            "use packing: block, or a flash attention kernel"
+    """Refuse padding-free packing where the model, with its attention kernel and the collator `attn_implementation`
+    selects, would let documents see each other or not restart their positions; the error says which. Flash kernels
+    run only on CUDA: a model still on the CPU with one is not probed (they read the boundaries from `cu_seq_lens`)."""
+    import torch
+
+    kernel = model.config._attn_implementation
+    device = next(model.parameters()).device
+    if packing != "padding_free" or ("flash" in (kernel or "") and device.type != "cuda"):
+        return
+    if padding_free_is_exact(model, attn_implementation):
+        return
+    # Which failure: a model that reads `position_ids` gives other logits for restarting than for running positions.
+    generator = torch.Generator().manual_seed(0)
+    ids = torch.randint(NUM_SPECIAL, model.config.get_text_config().vocab_size, (1, 16), generator=generator)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            restarting, running = [
+                model(input_ids=ids.to(device), position_ids=positions[None].to(device), use_cache=False).logits
+                for positions in (torch.arange(8).repeat(2), torch.arange(16))
+            ]
+    finally:
+        model.train(was_training)
+    if torch.equal(restarting, running):
+        reason = "positions do not restart per document (the model ignores position_ids); use packing: block"
+    elif flattens_batches(kernel):  # the kernel that should read the boundaries
+        reason = f"attention crosses documents ({kernel} ignores the document boundaries); use packing: block"
+    else:
+        reason = (
+            f"attention crosses documents (its {kernel} mask ignores the document boundaries); use "
+            "attn_implementation: sdpa_varlen or a flash kernel, which read the boundaries themselves, or packing: block"
         )
+    layout = "one flat row" if flattens_batches(attn_implementation) else "packed rows"
+    raise DataError(
+        f"packing: padding_free is not exact for {type(model).__name__} with attn_implementation={kernel} "
+        f"({layout}): {reason}"
+    )
 
 
 class StaticFlatCollator:
@@ -429,7 +497,12 @@ def load_unit_datasets(
     num_proc: int | None = None,
     **options,
 ):
-    """Load every source, normalise it to token ids, then mix. `options` go to `to_token_ids`."""
+    """Load every source, normalise it to token ids, then mix (`mix`: concatenated, or sampled by `ratios`).
+    `options` go to `to_token_ids`. A mixture that cannot be sampled is a `DataError` naming the source; a wrong
+    `ratios` list is refused before any source is loaded."""
+    names = [name if split == "train" else f"{name} [{split}]" for name in dataset_names]
+    if ratios is not None:
+        check_ratios(names, ratios, stopping_strategy)
     prepared = []
     for name in dataset_names:
         parts = [
@@ -437,7 +510,7 @@ def load_unit_datasets(
             for label, ds in load_source(name, split, config_name)
         ]
         prepared.append(mix(parts))
-    return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy)
+    return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy, names=names)
 
 
 def count_tokens(dataset) -> int:

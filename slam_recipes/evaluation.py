@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID
+from slam_recipes.units import PAD_ID, frame_units
 
 logger = logging.getLogger(__name__)
 
@@ -72,11 +72,9 @@ def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
 
 
 def frame(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
-    """Unit rows → token-id rows `<S> units+2 <S>` (int64)."""
-    return [
-        np.concatenate([[BOS_ID], values[start:end] + NUM_SPECIAL, [EOS_ID]]).astype(np.int64)
-        for start, end in zip(offsets[:-1], offsets[1:], strict=True)
-    ]
+    """Unit rows → token-id rows `<S> units+2 <S>` (int64), framed by `units.frame_units` as in training."""
+    ids, framed = frame_units(np.asarray(values), np.asarray(offsets), dtype=np.int64)
+    return np.split(ids, framed[1:-1])
 
 
 def load_pair_benchmark(

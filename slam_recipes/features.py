@@ -1,7 +1,8 @@
 """Speech features for unit tokenisation: audio reading, HuBERT layer features, and an offline MFCC backend.
 
 Every extractor takes a list of 16 kHz mono float32 waveforms and returns one `[frames, dim]` float tensor per
-waveform, on the extractor's device.
+waveform, on the extractor's device, and says in `min_samples` the fewest 16 kHz samples that give one frame (a
+shorter waveform gives `[0, dim]`).
 """
 
 from __future__ import annotations
@@ -59,6 +60,13 @@ def _finish(audio: np.ndarray, rate: int, sample_rate: int, name: str) -> tuple[
         divisor = math.gcd(rate, sample_rate)
         audio = resample_poly(audio, sample_rate // divisor, rate // divisor).astype(np.float32)
     return np.ascontiguousarray(audio, dtype=np.float32), rate
+
+
+def samples_before_resampling(num_samples: int, rate: int, sample_rate: int = SAMPLE_RATE) -> int:
+    """The fewest samples at `rate` (Hz) that `read_audio` resamples to at least `num_samples` at `sample_rate`:
+    its polyphase resampling gives ceil(n · sample_rate / rate) samples, so n > (num_samples - 1) · rate /
+    sample_rate. E.g. 400 samples at 16 kHz ← 1198 at 48 kHz (1197 give 399)."""
+    return (num_samples - 1) * rate // sample_rate + 1
 
 
 def find_audio_files(source: str) -> tuple[str, list[str]]:
@@ -153,6 +161,7 @@ class MFCCFeatures:
         self.dct = dct_matrix(num_coefficients, num_mels).to(self.device)
         self.hann = torch.hann_window(self.window, periodic=True, device=self.device)
         self.dim = 3 * num_coefficients
+        self.min_samples = 1  # a waveform shorter than one window is zero-padded to it
 
     def num_frames(self, num_samples: int) -> int:
         return 1 + max(0, num_samples - self.window) // self.hop
@@ -176,13 +185,26 @@ class MFCCFeatures:
 # ---------------------------------------------------------------------------------------------------------------------
 # HuBERT backend
 # ---------------------------------------------------------------------------------------------------------------------
+def receptive_field(kernels: Sequence[int], strides: Sequence[int]) -> int:
+    """The fewest input samples for which a stack of unpadded 1-D convolutions (`kernels`, `strides`, first layer
+    first; a HuBERT config's `conv_kernel` / `conv_stride`) gives one output frame: k₁ + Σᵢ₌₂ (kᵢ - 1) · s₁ ⋯ sᵢ₋₁.
+    HuBERT base's stack (10,3,3,3,3,2,2) / (5,2,2,2,2,2,2) needs 400 samples (25 ms at 16 kHz)."""
+    samples, hop = kernels[0], 1
+    for kernel, previous_stride in zip(kernels[1:], strides[:-1], strict=True):
+        hop *= previous_stride
+        samples += (kernel - 1) * hop
+    return samples
+
+
 class HubertFeatures:
     """The output of transformer layer `layer` (1-based, as textlesslib's `output_layer`) of any HuBERT-family
     checkpoint (Hub name or folder), e.g. mHuBERT-25Hz layer 11. `dtype` as in
     `slam_recipes.precision.choose_dtype`: by default bfloat16 on a GPU that has it, float32 on CPU.
 
     Models with group-normalised convolutions (HuBERT base, mHuBERT) see each waveform alone, since zero padding
-    would change their normalisation statistics; layer-normalised ones are batched with an attention mask."""
+    would change their normalisation statistics; layer-normalised ones are batched with an attention mask. A
+    waveform shorter than the convolutions' receptive field (`min_samples`, 400 for HuBERT base) gives `[0, dim]`
+    without reaching the model, alone or in a batch."""
 
     def __init__(
         self,
@@ -219,6 +241,7 @@ class HubertFeatures:
         self.normalize = _wants_normalized_input(model_name_or_path)
         self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
         self.frames_per_second = SAMPLE_RATE / math.prod(self.strides)
+        self.min_samples = receptive_field(self.kernels, self.strides)
 
     def num_frames(self, num_samples: int) -> int:
         for kernel, stride in zip(self.kernels, self.strides, strict=True):
@@ -227,9 +250,11 @@ class HubertFeatures:
 
     @torch.inference_mode()
     def __call__(self, waveforms: Sequence[np.ndarray]) -> list[torch.Tensor]:
-        groups = [[w] for w in waveforms] if self.group_norm else [list(waveforms)]
+        # The convolutions refuse an input shorter than their receptive field, so those never reach the model.
+        long_enough = [i for i, w in enumerate(waveforms) if len(w) >= self.min_samples]
+        groups = [[waveforms[i]] for i in long_enough] if self.group_norm else [[waveforms[i] for i in long_enough]]
         outputs = []
-        for group in groups:
+        for group in filter(None, groups):
             width = max(len(w) for w in group)
             batch = torch.zeros((len(group), width), dtype=torch.float32)
             mask = torch.zeros((len(group), width), dtype=torch.long)
@@ -242,7 +267,10 @@ class HubertFeatures:
             kwargs = {} if self.group_norm else {"attention_mask": mask.to(self.device)}
             hidden = self.model(batch, output_hidden_states=True, **kwargs).hidden_states[self.layer]
             outputs += [hidden[i, : self.num_frames(len(w))].float() for i, w in enumerate(group)]
-        return outputs
+        features = [torch.zeros((0, self.dim), device=self.device) for _ in waveforms]
+        for i, frames in zip(long_enough, outputs, strict=True):
+            features[i] = frames
+        return features
 
 
 def _wants_normalized_input(model_name_or_path: str) -> bool:

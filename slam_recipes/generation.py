@@ -39,11 +39,27 @@ class Prompt:
 # Prompts
 # ---------------------------------------------------------------------------------------------------------------------
 def cut_units(units: np.ndarray, durations: np.ndarray | None, max_frames: int) -> np.ndarray:
-    """The units covering the first `max_frames` feature frames: by their run lengths when known, else the first
-    `max_frames` units (deduplicated units then cover at least that much audio). At least one unit is kept."""
+    """The prompt units heard in the first `max_frames` feature frames (paper: 3 s × 25 Hz = 75 frames).
+
+    `units`: (L,) unit indices of one utterance, deduplicated when `durations` is given; `durations`: (L,) frames
+    each unit's run lasts, or None. Returns a prefix of `units`, never empty.
+
+    With durations, a unit is kept when its run starts before frame `max_frames`, so the unit whose run straddles
+    the cut is kept. This is what the paper's code gives: slamkit cuts the prompt audio at 3 s and only then
+    tokenises it (`PromptDataset.__getitem__`, slamkit/metric/generative_metric.py:65-66), so the part of the
+    straddling run inside the 3 s still yields that unit, and the dedup that follows keeps one copy of it. (The
+    feature frames next to the cut see less right context there and may be assigned other units; that edge effect
+    is not modelled.) Example: durations [50, 30, 10], 75 frames: the runs start at frames 0, 50 and 80 → the first
+    two units; dropping the straddler would cut the prompt to 2 s.
+
+    Without durations the first `max_frames` units are kept (deduplicated units then cover at least that much
+    audio).
+    """
     if durations is None:
         return units[: max(1, max_frames)]
-    keep = int(np.searchsorted(np.cumsum(durations), max_frames, side="right"))
+    durations = np.asarray(durations)
+    starts = np.cumsum(durations) - durations
+    keep = int(np.searchsorted(starts, max_frames, side="left"))  # runs starting before the cut
     return units[: max(1, keep)]
 
 
@@ -403,18 +419,29 @@ def load_text_lm(model_name_or_path: str, *, device: str, dtype: str = "auto", b
     return model.to(device).eval(), tokenizer
 
 
-def generative_metrics(transcripts: Sequence[str], text_lm, tokenizer, *, batch_size: int = 16, n: int = 2) -> dict:
-    """GenPPL (see `metrics.perplexity_summary`) and auto-BLEU (mean over files, ×100 as the paper reports) of the
-    transcripts; also each file's perplexity and auto-BLEU for the listening page."""
+def generative_metrics(
+    transcripts: Sequence[str],
+    text_lm,
+    tokenizer,
+    *,
+    batch_size: int = 16,
+    n: int = 2,
+    auto_bleu_tokenizer: str = "nltk",
+) -> dict:
+    """GenPPL (see `metrics.perplexity_summary`) and auto-BLEU (`metrics.auto_bleu` of order `n`, words split by
+    `auto_bleu_tokenizer`; mean over files, ×100 as the paper reports) of the transcripts; also each file's
+    perplexity and auto-BLEU for the listening page. `tokenizer` is the text LM's."""
     import math
 
-    from slam_recipes.metrics import auto_bleu, perplexity_summary, text_nll
+    from slam_recipes.metrics import auto_bleu, check_auto_bleu, perplexity_summary, text_nll
 
+    check_auto_bleu(n, auto_bleu_tokenizer)  # before the text LM's time is spent
     nll = text_nll(transcripts, text_lm, tokenizer, batch_size=batch_size)
-    bleu = [auto_bleu(t, n) for t in transcripts]
+    bleu = [auto_bleu(t, n, auto_bleu_tokenizer) for t in transcripts]
     summary = perplexity_summary(nll)
     summary["auto_bleu"] = 100 * float(np.mean(bleu)) if bleu else float("nan")
     summary["auto_bleu_n"] = n
+    summary["auto_bleu_tokenizer"] = auto_bleu_tokenizer
     summary["files"] = [
         {"ppl": math.exp(s / c) if c else None, "auto_bleu": 100 * b} for (s, c), b in zip(nll, bleu, strict=True)
     ]
@@ -468,6 +495,12 @@ def write_listening_page(path: str, records: list[dict], title: str) -> None:
 
 
 GENERATIVE_RESULTS = "generative_eval"  # <output_dir>/generative_eval.json / .md and the folder of continuations
+AUTO_BLEU_DEFINITIONS = {  # the `auto_bleu_definition` of generative_eval.json, by auto_bleu_tokenizer
+    "nltk": "share of the word {n}-gram positions of a transcript whose n-gram occurs at another position, words "
+    "from NLTK's word tokenizer (case and punctuation kept, as slamkit's calc_auto_bleu), mean over files, x100",
+    "normalized": "share of the word {n}-gram positions of a transcript whose n-gram occurs at another position, "
+    "words lower-cased without punctuation (not the paper's tokenization), mean over files, x100",
+}
 
 
 def evaluate_generation(model, vocoder, asr, text_lm, args, output_dir: str, metadata: dict) -> dict:
@@ -487,7 +520,13 @@ def evaluate_generation(model, vocoder, asr, text_lm, args, output_dir: str, met
     transcripts = transcribe(
         asr, waveforms, vocoder.config.sampling_rate, language=args.asr_language, batch_size=args.asr_batch_size
     )
-    metrics = generative_metrics(transcripts, *text_lm, batch_size=args.ppl_batch_size, n=args.auto_bleu_n)
+    metrics = generative_metrics(
+        transcripts,
+        *text_lm,
+        batch_size=args.ppl_batch_size,
+        n=args.auto_bleu_n,
+        auto_bleu_tokenizer=args.auto_bleu_tokenizer,
+    )
     for record, transcript, scores in zip(records, transcripts, metrics.pop("files"), strict=True):
         record.update(transcript=transcript, **scores)
     write_generations(os.path.join(folder, GENERATIONS_FILE), records)
@@ -502,8 +541,7 @@ def evaluate_generation(model, vocoder, asr, text_lm, args, output_dir: str, met
         "sampling": {**args.sampling(), "seed": args.seed},
         "scored_text": "ASR transcript of the vocoded prompt + continuation",
         "genppl_definition": "exp(mean over files of the mean token NLL of each transcript under the text LM)",
-        "auto_bleu_definition": f"share of word {args.auto_bleu_n}-grams repeated within a transcript, mean over "
-        "files, x100",
+        "auto_bleu_definition": AUTO_BLEU_DEFINITIONS[args.auto_bleu_tokenizer].format(n=args.auto_bleu_n),
         "asr_model": args.asr_model,
         "ppl_model": args.ppl_model,
         "vocoder": args.vocoder_path,

@@ -147,6 +147,10 @@ def _hms(seconds: float | None) -> str:
     return "—" if seconds is None else format_seconds(seconds)
 
 
+def _sessions(sessions: int | None) -> str:
+    return f" over {sessions} sessions (resumed)" if sessions and sessions > 1 else ""
+
+
 def _number(value, digits: int = 4) -> str:
     if value is None:
         return "—"
@@ -282,7 +286,7 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         "|---|---|",
         f"| steps | {_number(training.get('steps'))} |",
         f"| tokens seen | {_number(training.get('tokens_seen'))} |",
-        f"| wall time | {_hms(training.get('wall_time_seconds'))} |",
+        f"| wall time | {_hms(training.get('wall_time_seconds'))}{_sessions(training.get('sessions'))} |",
         f"| time budget used | {budget_line} |",
         f"| hardware | {hardware.get('num_processes', 1)} × {hardware.get('device', '—')} |",
         f"| precision | {precision_text(hardware)} |",

@@ -5,24 +5,66 @@ auto-BLEU is also the repetition filter of the DPO data (`slam_recipes.preferenc
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import statistics
 from collections import Counter
 from collections.abc import Sequence
 
-_WORD_RE = re.compile(r"[\w']+")
+from slam_recipes.configs import AUTO_BLEU_TOKENIZERS  # ("nltk", "normalized"): the paper's first, the default
+from slam_recipes.errors import ConfigError
+
+_NORMALIZED_WORD = re.compile(r"[\w']+")
 
 
-def auto_bleu(text: str, n: int = 2) -> float:
-    """Share of the word n-grams of `text` that also occur elsewhere in it (0 = no repetition).
+@functools.cache
+def _nltk_word_tokenizer():
+    from nltk.tokenize import NLTKWordTokenizer  # nltk's import is slow (seconds); its tokenizer needs no data files
 
-    Words are lower-cased runs of letters, digits and apostrophes. A text with fewer than n words scores 0.
-    "the cat saw the cat" → bigrams (the cat) (cat saw) (saw the) (the cat): 2 of 4 repeat → 0.5.
-    """
+    return NLTKWordTokenizer()
+
+
+def check_auto_bleu(n: int, tokenizer: str) -> None:
+    """A one-line `ConfigError` when the n-gram order `n` is below 1 or `tokenizer` is not one of
+    `AUTO_BLEU_TOKENIZERS`."""
     if n < 1:
-        raise ValueError(f"auto-BLEU n must be at least 1, got {n}")
-    words = _WORD_RE.findall(text.lower())
+        raise ConfigError(f"auto-BLEU n must be at least 1, got {n}")
+    if tokenizer not in AUTO_BLEU_TOKENIZERS:
+        raise ConfigError(f"unknown auto-BLEU tokenizer {tokenizer!r}; choose from {', '.join(AUTO_BLEU_TOKENIZERS)}")
+
+
+def auto_bleu_words(text: str, tokenizer: str = "nltk") -> list[str]:
+    """The words auto-BLEU counts in `text`.
+
+    - "nltk" (the paper's): NLTK's Treebank-style `NLTKWordTokenizer`, as slamkit's `calc_ngram` uses it
+      (slamkit/utils/calculation_utils.py:32-35). Case is kept, punctuation marks are words of their own, clitics
+      are split ("can't" → "ca", "n't"), and a full stop is split off only at the end of the text ("ran." stays one
+      word mid-text).
+    - "normalized": lower-cased runs of letters, digits and apostrophes; punctuation is dropped.
+
+    Raises `ConfigError` for another `tokenizer`.
+    """
+    check_auto_bleu(1, tokenizer)
+    if tokenizer == "nltk":
+        return _nltk_word_tokenizer().tokenize(text)
+    return _NORMALIZED_WORD.findall(text.lower())
+
+
+def auto_bleu(text: str, n: int = 2, tokenizer: str = "nltk") -> float:
+    """Share of the word n-gram positions of `text` whose n-gram also occurs at another position (0 = no repetition,
+    1 = every n-gram repeats); a float in [0, 1]. A text with fewer than n words scores 0.
+
+    The paper's definition: slamkit's `calc_auto_bleu` (slamkit/utils/calculation_utils.py:37-47), used for the
+    generative evaluation (slamkit/metric/generative_metric.py:112-130) and the DPO repetition filter
+    (slamkit/data/hf_dataset.py:127-133). Words come from `auto_bleu_words(text, tokenizer)`: with the default
+    "nltk", "the cat saw the cat" → bigrams (the cat) (cat saw) (saw the) (the cat): 2 of 4 repeat → 0.5, and
+    "The dog ran. the dog sat." → 0 (case and punctuation tell the bigrams apart; "normalized" gives 0.4).
+
+    Raises `ConfigError` when n < 1 or `tokenizer` is not one of `AUTO_BLEU_TOKENIZERS`.
+    """
+    check_auto_bleu(n, tokenizer)
+    words = auto_bleu_words(text, tokenizer)
     grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
     if not grams:
         return 0.0

@@ -34,6 +34,10 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
     check_unit_checkpoint(model_name_or_path, num_units)
     config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.get("revision"))
     apply_config_overrides(config, overrides, model_name_or_path)
+    # Our special ids before the model is built: an embedding built with the base's padding_idx (OPT: 1, our `<S>`)
+    # would keep that row at zero and never train it through the input lookup.
+    for cfg in {id(c): c for c in (config, config.get_text_config())}.values():
+        cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = PAD_ID, BOS_ID, EOS_ID
     if twist_init:
         model = AutoModelForCausalLM.from_pretrained(model_name_or_path, config=config, **loading)
         model.resize_token_embeddings(vocab_size(num_units), mean_resizing=False)
@@ -44,6 +48,9 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
         config.vocab_size = vocab_size(num_units)
         model = AutoModelForCausalLM.from_config(config, **loading)
     set_unit_special_tokens(model)
+    embeddings = model.get_input_embeddings()
+    if getattr(embeddings, "padding_idx", None) is not None:  # a family whose embedding has one: ours, PAD
+        embeddings.padding_idx = PAD_ID
     return model
 
 
@@ -122,7 +129,13 @@ def count_parameters(model) -> int:
 
 
 def flops_per_token(num_parameters: int, num_layers: int, hidden_size: int, context_length: int) -> float:
-    """Training FLOPs per token: 6N for the matmuls' forward + backward, plus 12·layers·hidden·context for attention."""
+    """Training FLOPs per token (the PaLM/Chinchilla count): 6N for the weights' forward + backward, plus
+    12·layers·hidden·context for attention over the whole context square (not reduced for the causal mask, nor for
+    packed documents, whose kernels skip the blocks between documents).
+
+    N is every parameter, so it slightly over-counts the matmuls torch's FLOP counter sees: a tied embedding stands
+    for the head's matmul, but norms, biases and lookup-only tables (an untied input embedding, learned positions)
+    add 6 each: +0.018 % for the Slam model, +1.6 % for OPT-125M (tests/test_model.py)."""
     return 6 * num_parameters + 12 * num_layers * hidden_size * context_length
 
 

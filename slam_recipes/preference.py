@@ -15,7 +15,7 @@ import pyarrow as pa
 
 from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
-from slam_recipes.metrics import auto_bleu
+from slam_recipes.metrics import auto_bleu, check_auto_bleu
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -67,8 +67,20 @@ def to_preference_strings(dataset, label: str, *, num_units: int, dedup: bool = 
     )
 
 
-def filter_repetitive(dataset, label: str, n: int = 2, threshold: float = 0.3, num_proc: int | None = None):
-    """The paper's filter: drop a pair when the auto-BLEU of `prompt_text + " " + chosen_text` is ≥ `threshold`."""
+def filter_repetitive(
+    dataset,
+    label: str,
+    n: int = 2,
+    threshold: float = 0.3,
+    num_proc: int | None = None,
+    tokenizer: str = "nltk",
+):
+    """The paper's repetition filter: drop a pair when the auto-BLEU of `prompt_text + " " + chosen_text` is
+    ≥ `threshold` (slamkit/data/hf_dataset.py:127-133). auto-BLEU is `slam_recipes.metrics.auto_bleu` with word
+    n-grams of order `n`, words split by `tokenizer` ("nltk": the paper's; "normalized": lower-cased, no
+    punctuation). A dataset without the text columns is a `DataError`; n < 1 or an unknown `tokenizer` a
+    `ConfigError`."""
+    check_auto_bleu(n, tokenizer)
     missing = [c for c in ("prompt_text", "chosen_text") if c not in dataset.column_names]
     if missing:
         raise DataError(
@@ -78,7 +90,7 @@ def filter_repetitive(dataset, label: str, n: int = 2, threshold: float = 0.3, n
 
     def keep(batch):
         return [
-            auto_bleu(f"{prompt} {chosen}", n) < threshold
+            auto_bleu(f"{prompt} {chosen}", n, tokenizer) < threshold
             for prompt, chosen in zip(batch["prompt_text"], batch["chosen_text"], strict=True)
         ]
 
@@ -95,9 +107,11 @@ def load_preference_dataset(
     auto_bleu_filter: bool = True,
     auto_bleu_n: int = 2,
     auto_bleu_threshold: float = 0.3,
+    auto_bleu_tokenizer: str = "nltk",
     num_proc: int | None = None,
 ):
-    """Load, filter and format preference pairs from every source, concatenated."""
+    """Load, filter (`filter_repetitive` with the `auto_bleu_*` options) and format preference pairs from every
+    source, concatenated."""
     from datasets import concatenate_datasets
 
     parts = []
@@ -105,7 +119,9 @@ def load_preference_dataset(
         for label, dataset in load_source(name, split, config_name):
             check_preference_columns(dataset, label)  # before the text columns the filter needs
             if auto_bleu_filter:
-                dataset = filter_repetitive(dataset, label, auto_bleu_n, auto_bleu_threshold, num_proc)
+                dataset = filter_repetitive(
+                    dataset, label, auto_bleu_n, auto_bleu_threshold, num_proc, tokenizer=auto_bleu_tokenizer
+                )
             parts.append(to_preference_strings(dataset, label, num_units=num_units, dedup=dedup, num_proc=num_proc))
     return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
@@ -122,12 +138,15 @@ def build_preference_datasets(
     auto_bleu_filter: bool = True,
     auto_bleu_n: int = 2,
     auto_bleu_threshold: float = 0.3,
+    auto_bleu_tokenizer: str = "nltk",
     preprocessing_num_workers: int | None = None,
     seed: int = 42,
 ):
     """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments)."""
     if not dataset_name:
         raise DataError("dataset_name is required: a Hub dataset, a folder, or data files of preference pairs")
+    if auto_bleu_filter:
+        check_auto_bleu(auto_bleu_n, auto_bleu_tokenizer)  # before any data is read
     common = dict(
         num_units=num_units,
         config_name=dataset_config,
@@ -135,6 +154,7 @@ def build_preference_datasets(
         auto_bleu_filter=auto_bleu_filter,
         auto_bleu_n=auto_bleu_n,
         auto_bleu_threshold=auto_bleu_threshold,
+        auto_bleu_tokenizer=auto_bleu_tokenizer,
         num_proc=preprocessing_num_workers,
     )
     train, evaluation = load_train_eval(

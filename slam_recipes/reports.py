@@ -205,7 +205,7 @@ def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters
         "model": {
             "model_name_or_path": model_args.model_name_or_path,
             "revision": model_args.model_revision,
-            "twist_init": model_args.twist_init if pretraining else None,
+            "twist_init": getattr(model_args, "twist_init", None),
             "num_units": model_args.num_units,
             "parameters": num_parameters,
         },
@@ -230,20 +230,25 @@ def device_description(args) -> str:
 
 
 def run_summary(trainer, train_metrics: dict) -> dict:
-    """The run's measured record: tokens seen, wall time, tokens/s, MFU, final losses, the time budget used."""
+    """The run's measured record: tokens seen, wall time, tokens/s, MFU, final losses, the time budget used.
+
+    Tokens seen and wall time both span the whole run: from the first start, over every session of a resumed run
+    (`sessions`), so tokens/s and MFU are those of the run, not inflated by a resume."""
     import time
 
     import torch
     import transformers
     import trl
 
-    from slam_recipes.callbacks import TimeBudgetCallback
+    from slam_recipes.callbacks import TimeBudgetCallback, TrainingClockCallback
     from slam_recipes.throughput import summarise_logs
 
     state, args = trainer.state, trainer.args
     history = state.log_history
-    tokens = int(state.num_input_tokens_seen)
-    runtime = float(train_metrics.get("train_runtime") or 0.0)
+    tokens = int(state.num_input_tokens_seen)  # since the first start (restored with the checkpoint on resume)
+    # ... so divided by the training time since the first start, over every session (see TrainingClockCallback)
+    clock = next((cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TrainingClockCallback)), None)
+    runtime = clock.seconds() if clock is not None else float(train_metrics.get("train_runtime") or 0.0)
     tokens_per_second = tokens / runtime if runtime > 0 else None
     mfu = None
     if tokens_per_second and trainer.flops_per_token and trainer.peak_flops:
@@ -272,6 +277,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
             "steps": state.global_step,
             "tokens_seen": tokens,
             "wall_time_seconds": round(runtime, 1),
+            "sessions": clock.sessions() if clock is not None else 1,
             "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second else None,
             "median_interval_tokens_per_second": logged.get("tokens_per_s"),
             "mfu": round(mfu, 4) if mfu is not None else None,

@@ -22,6 +22,7 @@ from slam_recipes.callbacks import (
     BudgetSchedule,
     PreemptionCallback,
     TimeBudgetCallback,
+    TrainingClockCallback,
     clear_checkpoints,
     min_lr_ratio,
 )
@@ -89,6 +90,11 @@ class SlamTrainerMixin:
     _throughput_mark: tuple[float, int, int, float] | None = None
     _computed_tokens: int = 0  # input positions (padding included) fetched by this process
     _data_wait: float = 0.0  # seconds this process spent fetching batches
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not any(isinstance(cb, TrainingClockCallback) for cb in self.callback_handler.callbacks):
+            self.add_callback(TrainingClockCallback())  # the run's tokens/s across resumes (reports.run_summary)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()

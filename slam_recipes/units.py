@@ -1,4 +1,5 @@
-"""The unit vocabulary: PAD = 0, `<S>` = 1 (BOS and EOS), unit k = id k + 2, text form `<Un17>`.
+"""The unit vocabulary: PAD = 0, `<S>` = 1 (BOS and EOS), unit k = id k + 2, text form `<Un17>`, and the one
+framing of an utterance, `<S> units <S>` (`frame_units`).
 
 The layout matches slamkit and the released slprl/slam checkpoints, so their tokens and ours are interchangeable.
 """
@@ -63,6 +64,24 @@ def build_unit_tokenizer(num_units: int = DEFAULT_NUM_UNITS):
     # Saved as `unk_token: null`, so no base-LM default (Qwen2's `<|endoftext|>`) becomes a 503rd token on load.
     tokenizer.init_kwargs["unk_token"] = None
     return tokenizer
+
+
+def frame_units(units: np.ndarray, offsets: np.ndarray, dtype=np.uint16) -> tuple[np.ndarray, np.ndarray]:
+    """Unit rows → token-id rows `<S> u+2 … <S>`: the one framing of an utterance, for training and scoring alike.
+
+    `units`: unit indices, flat, already validated to lie in [0, num_units) (uint16 holds ids below 65,536); row i is
+    `units[offsets[i]:offsets[i+1]]`, `offsets` running from 0 to `len(units)`. Returns (flat token ids of `dtype`,
+    their row offsets: every row 2 longer). As slamkit's `UnitTokeniser` (`TemplateProcessing(single="<S> $0 <S>")`,
+    slamkit/tokeniser/unit_tokeniser.py:43). Rows longer than the context are cut afterwards (`data.normalize_batch`).
+    """
+    lengths = np.diff(offsets)
+    tokens = units.astype(dtype)  # a copy: the caller's units stay unit indices
+    tokens += NUM_SPECIAL
+    # One `np.insert` of a BOS before and an EOS after every row.
+    where = np.empty(2 * lengths.size, dtype=np.int64)
+    where[0::2], where[1::2] = offsets[:-1], offsets[1:]
+    ids = np.insert(tokens, where, np.tile(np.array([BOS_ID, EOS_ID], dtype=dtype), lengths.size))
+    return ids, np.concatenate([[0], np.cumsum(lengths + 2)])
 
 
 def parse_unit_string(text: str, where: str = "") -> list[int]:

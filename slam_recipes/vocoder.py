@@ -96,9 +96,12 @@ class DurationPredictor(nn.Module):
         self.proj = nn.Linear(hidden_dim, 1)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.dropout(self.ln1(self.conv1(x.transpose(1, 2)).transpose(1, 2)))
-        x = self.dropout(self.ln2(self.conv2(x.transpose(1, 2)).transpose(1, 2)))
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """`mask` [B, T] (1 on units, 0 on padding) zeroes the padding before each convolution, so a sequence's
+        durations do not depend on what it is batched with (alone, a convolution pads with zeros too)."""
+        keep = (lambda t: t * mask[..., None]) if mask is not None else (lambda t: t)
+        x = self.dropout(self.ln1(self.conv1(keep(x).transpose(1, 2)).transpose(1, 2)))
+        x = self.dropout(self.ln2(self.conv2(keep(x).transpose(1, 2)).transpose(1, 2)))
         return self.proj(x).squeeze(-1)
 
 
@@ -115,9 +118,11 @@ class ResBlock(nn.Module):
             nn.Conv1d(channels, channels, kernel_size, padding=(kernel_size - 1) // 2) for _ in dilations
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B, C, S]; `mask` [B, 1, S] zeroes the padding before each convolution (see `UnitHiFiGAN.forward`)."""
+        keep = (lambda t: t * mask) if mask is not None else (lambda t: t)
         for dilated, plain in zip(self.convs1, self.convs2, strict=True):
-            x = x + plain(F.leaky_relu(dilated(F.leaky_relu(x, 0.1)), 0.1))
+            x = x + keep(plain(F.leaky_relu(keep(dilated(F.leaky_relu(x, 0.1))), 0.1)))
         return x
 
 
@@ -165,7 +170,7 @@ class UnitHiFiGAN(nn.Module):
         mask = torch.arange(units.shape[1], device=units.device)[None, :] < lengths[:, None]
         if self.dur_predictor is None:
             return mask.long()
-        log_durations = self.dur_predictor(self.dict(units))
+        log_durations = self.dur_predictor(self.dict(units), mask.to(self.dict.weight.dtype))
         durations = torch.clamp(torch.round(torch.exp(log_durations) - 1).long(), min=1)
         return durations * mask
 
@@ -173,7 +178,8 @@ class UnitHiFiGAN(nn.Module):
         self, units: torch.Tensor, lengths: torch.Tensor, durations: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """units [B, T] (padded), lengths [B] → (waveforms [B, S] in [-1, 1], samples per row [B]). `durations`
-        [B, T] overrides the predicted frames per unit."""
+        [B, T] overrides the predicted frames per unit. Padding is zeroed before every convolution, at every
+        resolution, so each row's waveform is the one it gets alone (a convolution pads with zeros there too)."""
         if durations is None:
             durations = self.predict_durations(units, lengths)
         frames = durations.sum(dim=1)
@@ -183,13 +189,20 @@ class UnitHiFiGAN(nn.Module):
             repeated = torch.repeat_interleave(units[row], durations[row])
             expanded[row, : repeated.numel()] = repeated
         x = self.dict(expanded).transpose(1, 2)
-        x = x * (torch.arange(width, device=units.device)[None, :] < frames[:, None])[:, None, :]
-        x = self.conv_pre(x)
-        per_level = len(self.config.resblock_kernel_sizes)
+
+        def valid(samples_per_frame: int) -> torch.Tensor:  # [B, 1, S]: 1 within each row's length
+            positions = torch.arange(width * samples_per_frame, device=units.device)
+            return (positions[None, :] < frames[:, None] * samples_per_frame)[:, None, :].to(x.dtype)
+
+        x = x * valid(1)
+        x = self.conv_pre(x) * valid(1)
+        per_level, scale = len(self.config.resblock_kernel_sizes), 1
         for i, up in enumerate(self.ups):
-            x = up(F.leaky_relu(x, 0.1))
+            scale *= self.config.upsample_rates[i]
+            mask = valid(scale)
+            x = up(F.leaky_relu(x, 0.1)) * mask
             blocks = self.resblocks[i * per_level : (i + 1) * per_level]
-            x = sum(block(x) for block in blocks) / per_level
+            x = sum(block(x, mask) for block in blocks) / per_level * mask
         x = torch.tanh(self.conv_post(F.leaky_relu(x)))
         return x.squeeze(1), frames * self.config.hop_length
 

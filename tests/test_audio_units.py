@@ -13,7 +13,13 @@ from conftest import REPO, run_recipe
 
 from slam_recipes.audio_units import open_audio_source, tokenize_audio, write_report
 from slam_recipes.errors import ConfigError
-from slam_recipes.features import HubertFeatures, MFCCFeatures, read_audio
+from slam_recipes.features import (
+    HubertFeatures,
+    MFCCFeatures,
+    read_audio,
+    receptive_field,
+    samples_before_resampling,
+)
 from slam_recipes.kmeans import NearestCentroid, fit_kmeans, inertia, load_centroids, save_centroids
 
 TOKENIZE = os.path.join(REPO, "recipes", "tokenize_audio.py")
@@ -21,7 +27,8 @@ FIT = os.path.join(REPO, "recipes", "fit_kmeans.py")
 BASE_STRIDES = (5, 2, 2, 2, 2, 2, 2)  # HuBERT base: 320 samples per frame, 50 frames/s
 
 
-def tiny_hubert(folder, strides=BASE_STRIDES):
+def tiny_hubert(folder, strides=BASE_STRIDES, norm="group"):
+    """`norm` "group": group-normalised convolutions, as HuBERT base and mHuBERT; "layer": as HuBERT large."""
     from transformers import HubertConfig, HubertModel
 
     kernels = (10,) + (3,) * (len(strides) - 3) + (2, 2)
@@ -29,6 +36,7 @@ def tiny_hubert(folder, strides=BASE_STRIDES):
         hidden_size=32, num_hidden_layers=3, num_attention_heads=2, intermediate_size=64,
         conv_dim=(16,) * len(strides), conv_stride=strides, conv_kernel=kernels,
         num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2,
+        feat_extract_norm=norm, do_stable_layer_norm=norm == "layer",
     )  # fmt: skip
     torch.manual_seed(0)
     HubertModel(config).save_pretrained(folder)
@@ -72,6 +80,50 @@ def test_hubert_layer_is_the_full_models_hidden_state(hubert_dir):
     assert torch.allclose(HubertFeatures(hubert_dir, layer=2)([audio])[0], expected, atol=1e-5)
     with pytest.raises(ConfigError, match="layer 4 is outside the 3 layers"):
         HubertFeatures(hubert_dir, layer=4)
+
+
+# Receptive field of HuBERT base's stack, kernels (10,3,3,3,3,2,2), strides (5,2,2,2,2,2,2), by hand: layer i
+# widens it by (kᵢ - 1) × the hop before it, 10 + 2·5 + 2·10 + 2·20 + 2·40 + 1·80 + 1·160 = 400 samples (25 ms).
+# With one more (2, 2) layer (the tiny 25 Hz stack has kernels 10,3,3,3,3,3,2,2): 10 + 2·(5+10+20+40+80) + 160 + 320.
+HUBERT_BASE_MIN_SAMPLES = 400
+TINY_25HZ_MIN_SAMPLES = 800
+
+
+@pytest.mark.parametrize(
+    "norm, strides, expected",
+    [("group", BASE_STRIDES, HUBERT_BASE_MIN_SAMPLES), ("layer", BASE_STRIDES, HUBERT_BASE_MIN_SAMPLES),
+     ("group", (*BASE_STRIDES, 2), TINY_25HZ_MIN_SAMPLES)],
+)  # fmt: skip
+def test_min_samples_is_the_shortest_input_the_model_accepts(tmp_path, norm, strides, expected):
+    from transformers import HubertModel
+
+    folder = tiny_hubert(tmp_path / "h", strides, norm)
+    extractor = HubertFeatures(folder, layer=2)
+    assert receptive_field(extractor.kernels, extractor.strides) == extractor.min_samples == expected
+    model = HubertModel.from_pretrained(folder).eval()
+    audio = torch.from_numpy(noise(0.1))[None]
+    with torch.no_grad():
+        assert model(audio[:, :expected]).last_hidden_state.shape[1] == 1
+        with pytest.raises(RuntimeError, match="Kernel size can't be greater than actual input size"):
+            model(audio[:, : expected - 1])
+    # The extractor gives no frame rather than the model's error, alone or next to a longer waveform, which it leaves
+    # as it would be alone (a layer-norm model batches the two).
+    long = noise(0.5)
+    short, edge = extractor([long[: expected - 1], long[:expected]])
+    assert short.shape == (0, 32) and edge.shape == (1, 32)
+    assert extractor([long[:80]])[0].shape == (0, 32)
+    short, next_to_short = extractor([long[:80], long])
+    assert short.shape == (0, 32) and torch.equal(next_to_short, extractor([long])[0])
+
+
+def test_minimum_length_at_the_files_own_rate_matches_the_resampler(tmp_path):
+    # read_audio resamples to ceil(n · 16000 / rate) samples: 1198 / 3 → 400, 1197 / 3 → 399 at 48 kHz;
+    # 550 · 320 / 441 = 399.1 → 400, 549 → 398.4 → 399 at 22.05 kHz.
+    for rate, fewest in ((48000, 1198), (22050, 550), (16000, 400)):
+        assert samples_before_resampling(400, rate) == fewest
+        for n, resampled in ((fewest, 400), (fewest - 1, 399)):
+            audio, file_rate = read_audio(write_wav(tmp_path / f"{rate}-{n}.wav", noise(0.1, rate=rate)[:n], rate))
+            assert file_rate == rate and len(audio) == resampled
 
 
 def test_mfcc_on_a_tone_and_a_chirp():
@@ -166,6 +218,53 @@ def test_tokenize_skips_bad_audio_dedups_and_resumes(tmp_path, hubert_dir):
     assert again["shards_written"] == 1 and again["shards_skipped"] == 3
     after = load_dataset(str(out), split="train", download_mode="force_redownload")
     assert {r["file"]: r["units"] for r in after} == before
+
+
+@pytest.mark.parametrize("norm", ["group", "layer"])
+def test_audio_shorter_than_the_receptive_field_is_skipped_and_reported(tmp_path, norm):
+    """An 80-sample clip and one of 399 (HuBERT base's 400 less one, also as 1197 samples at 48 kHz) among good
+    files: the run goes on, the good files get the units they get alone, the report gives lengths and minimum; the
+    same whether each file is a batch of its own or all share one padded forward pass (layer norm batches)."""
+    extractor = HubertFeatures(tiny_hubert(tmp_path / "h", norm=norm), layer=2)
+    assigner = NearestCentroid(torch.randn(20, 32, generator=torch.Generator().manual_seed(0)))
+    good = {"a.wav": noise(0.5), "b.wav": noise(1.0, seed=1), "edge.wav": noise(0.1, seed=2)[:400]}
+    hi_rate_ok = noise(0.1, seed=3, rate=48000)[:1198]  # resampled to 400
+    short = {"tiny.wav": noise(0.1, seed=4)[:80], "min-1.wav": noise(0.1, seed=5)[:399]}
+    for name, audio in good.items():
+        for folder in ("good", "mixed"):
+            write_wav(tmp_path / folder / name, audio)
+    for folder in ("good", "mixed"):
+        write_wav(tmp_path / folder / "hi-rate-ok.wav", hi_rate_ok, rate=48000)
+    for name, audio in short.items():
+        write_wav(tmp_path / "mixed" / name, audio)
+    write_wav(tmp_path / "mixed" / "hi-rate.wav", noise(0.1, seed=6, rate=48000)[:1197], rate=48000)  # → 399
+
+    from datasets import load_dataset
+
+    for shard_size in (1, 10):  # every file alone, or all seven in one shard and (layer norm) one batch
+        units = {}
+        for folder in ("good", "mixed"):
+            out = tmp_path / f"{folder}-{shard_size}"
+            summary = tokenize_audio(str(tmp_path / folder), str(out), extractor, assigner, shard_size=shard_size,
+                                     keep_durations=True, disable_progress=True)  # fmt: skip
+            assert summary["files"] == 4
+            rows = load_dataset(str(out), split="train")
+            units[folder] = {r["file"]: (r["units"], r["duration"]) for r in rows}
+        assert units["mixed"] == units["good"]
+        assert sum(units["mixed"]["edge.wav"][1]) == 1 and sum(units["mixed"]["hi-rate-ok.wav"][1]) == 1
+        mixed = tmp_path / f"mixed-{shard_size}"
+        report = {r["file"]: r for r in write_report(str(mixed))}
+        assert sorted(report) == ["hi-rate.wav", "min-1.wav", "tiny.wav"]
+        for name, samples, seconds in (("tiny.wav", 80, 0.005), ("min-1.wav", 399, 0.0249375),
+                                       ("hi-rate.wav", 399, 0.0249375)):  # fmt: skip
+            entry = report[name]
+            assert (entry["samples"], entry["seconds"]) == (samples, seconds)
+            assert (entry["min_samples"], entry["min_seconds"]) == (HUBERT_BASE_MIN_SAMPLES, 0.025)
+            assert f"{samples} samples" in entry["error"] and "needs 400" in entry["error"]
+        assert (report["hi-rate.wav"]["file_rate"], report["hi-rate.wav"]["file_min_samples"]) == (48000, 1198)
+        assert "file_rate" not in report["tiny.wav"]
+        lines = (mixed / "tokenize_report.jsonl").read_text().splitlines()
+        assert sorted(json.loads(line)["file"] for line in lines) == sorted(report)
 
 
 def test_preference_audio_is_tokenised_column_by_column(tmp_path):

@@ -84,7 +84,25 @@ class StopAt(TrainerCallback):
             control.should_training_stop = True
 
 
-def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_window=50, **overrides):
+class Pauses(TrainerCallback):
+    """Each evaluation takes `evaluate` seconds and each save `save` seconds on the fake clock (placed before the
+    budget callback, so it sees them as they happen)."""
+
+    def __init__(self, clock, evaluate=0.0, save=0.0, first_step=0.0):
+        self.clock, self.evaluate, self.save, self.first_step = clock, evaluate, save, first_step
+
+    def on_step_begin(self, args, state, control, **kwargs):
+        if state.global_step == 0:  # compilation, cache warm-up
+            self.clock.now += self.first_step
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        self.clock.now += self.evaluate
+
+    def on_save(self, args, state, control, **kwargs):
+        self.clock.now += self.save
+
+
+def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_window=50, before_budget=(), **overrides):
     model = build_unit_lm(write_config(tmp_path / "cfg", TINY_CONFIGS["qwen2"]), twist_init=False)
     rows = [[1] + [2 + (i * 7 + j) % 40 for j in range(20)] + [1] for i in range(64)]
     data = pack(Dataset.from_dict({"input_ids": rows}), 64, "padding_free")
@@ -116,7 +134,7 @@ def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_win
         eval_dataset=data.select(range(4)),
         data_collator=build_collator("padding_free"),
         processing_class=build_unit_tokenizer(500),
-        callbacks=[Tick(clock), budget_callback, *extra_callbacks],
+        callbacks=[Tick(clock), *before_budget, budget_callback, *extra_callbacks],
     )
     return trainer, budget_callback
 
@@ -158,6 +176,33 @@ def test_resume_keeps_the_original_deadline(tmp_path):
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5)
 
 
+def test_tokens_per_second_spans_the_whole_run_across_a_resume(tmp_path):
+    """Issue 20, part 3. 4 steps of 1 s, a checkpoint, a restart on another clock, 6 more steps of 1 s: the run's
+    tokens/s is every token seen over 10 s of training (2 sessions), not over the second session's time. Before the
+    fix it divided the tokens since the first start by the runtime since the resume."""
+    from slam_recipes.callbacks import TrainingClockCallback
+    from slam_recipes.reports import run_summary
+
+    clock = FakeClock()
+    trainer, _ = make_trainer(tmp_path, clock, extra_callbacks=[StopAt(4), TrainingClockCallback(clock)])
+    trainer.train()
+    tokens_at_checkpoint = trainer.state.num_input_tokens_seen
+    clock = FakeClock(start=5000.0)
+    trainer, _ = make_trainer(
+        tmp_path, clock, resume_from_checkpoint="latest", extra_callbacks=[TrainingClockCallback(clock)]
+    )
+    metrics = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint).metrics
+    trainer.flops_per_token, trainer.peak_flops = 2.0e6, 1.0e12
+    # the tokens of each session, counted from the logs of the steps (a second path: the logged running totals)
+    seen = [h["num_input_tokens_seen"] for h in trainer.state.log_history if "loss" in h]
+    assert trainer.state.global_step == 10 and seen[3] == tokens_at_checkpoint and seen[-1] > tokens_at_checkpoint
+    training = run_summary(trainer, metrics)["training"]
+    assert training["tokens_seen"] == seen[-1] and training["sessions"] == 2
+    assert training["wall_time_seconds"] == pytest.approx(10.0)
+    assert training["tokens_per_second"] == pytest.approx(seen[-1] / 10.0, abs=0.05)
+    assert training["mfu"] == pytest.approx(seen[-1] / 10.0 * 2.0e6 / 1.0e12, abs=1e-4)
+
+
 def test_max_steps_first_uses_the_plain_schedule(tmp_path):
     trainer, budget = make_trainer(tmp_path, FakeClock(), budget="100", max_steps=5)
     trainer.train()
@@ -188,3 +233,78 @@ def test_horizon_follows_the_measured_step_time(tmp_path):
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(1e-5, rel=1e-3)
     lrs = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h]
     assert lrs[-1] < 1e-4 and not math.isclose(lrs[-2], 1e-5)
+
+
+def _learning_rates(trainer) -> list[float]:
+    """The LR of each step's update (step k logs the schedule's value at k − 1), then the one after the last step."""
+    logged = [h["learning_rate"] for h in trainer.state.log_history if "learning_rate" in h and "loss" in h]
+    return logged + trainer.lr_scheduler.get_last_lr()
+
+
+def _rises_then_never_rises(lrs: list[float], warmup: int) -> bool:
+    """lrs[i] = the schedule at step i: strictly rising from 0 to the peak at `warmup`, non-increasing after it."""
+    rising = all(a < b for a, b in zip(lrs[:warmup], lrs[1 : warmup + 1], strict=True))
+    after = lrs[warmup:]
+    return rising and lrs[warmup] == max(lrs) and all(a >= b for a, b in zip(after, after[1:], strict=False))
+
+
+def test_evaluation_and_save_pauses_are_not_slow_steps(tmp_path):
+    """Issue 20, part 2. 1 s steps, a 5 s evaluation after every 10th step and a 2 s save after every 20th, in a 60 s
+    budget: step k ends at k + 5·⌊(k−1)/10⌋ + 2·⌊(k−1)/20⌋ s, so step 40 ends at 57 s and step 41 (after the
+    evaluation and the save of step 40) at 65 s: 41 steps. Before the fix the step-time window counted each pause as
+    a slow step: the LR dipped after every evaluation and came back up."""
+    clock = FakeClock()
+    pauses = Pauses(clock, evaluate=5.0, save=2.0)
+    trainer, budget = make_trainer(
+        tmp_path, clock, budget="60", before_budget=[pauses], eval_steps=10, save_steps=20, step_time_window=5
+    )
+    trainer.train()
+    assert trainer.state.global_step == 41 and budget.stopped_at_step == 41
+    lrs = _learning_rates(trainer)
+    # warmup fixed at step 2: 58 s left at 1 s per step (no pause seen yet) → horizon 60 → 10 % = 6 steps
+    assert _rises_then_never_rises(lrs, 6), lrs
+    assert lrs[-1] == pytest.approx(1e-5)  # the floor after the last step: the pauses of step 40 were foreseen
+    # evaluations after steps 10, 20, 30, 40 and the budget's own at the end; saves after 20, 40 and at the end
+    assert budget.pauses == {"eval": [25.0, 5], "save": [6.0, 3]}
+
+
+def test_a_slow_first_step_does_not_stretch_the_warmup(tmp_path):
+    """Issue 20, part 2. The first step takes 21 s (20 s of compilation), the others 1 s, in a 100 s budget: step k
+    ends at 20 + k s, so 80 steps, and the warmup is 10 % of them, 8 steps, fixed once at step 2. Before the fix the
+    horizon first came from the slow step (5 steps: a 1-step warmup, then decay) and then grew to 80, so the LR fell
+    back into a warmup (0.85 of peak at step 2, 3/8 at step 3)."""
+    clock = FakeClock()
+    trainer, budget = make_trainer(tmp_path, clock, budget="100", before_budget=[Pauses(clock, first_step=20.0)])
+    trainer.train()
+    assert trainer.state.global_step == 80
+    lrs = _learning_rates(trainer)
+    assert _rises_then_never_rises(lrs, 8), lrs
+    assert lrs[8] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+
+
+def test_last_step_before_the_deadline():
+    from slam_recipes.callbacks import last_step_before
+
+    assert last_step_before(2, 118.0, 1.0, []) == 120
+    assert last_step_before(2, 118.5, 1.0, []) == 121  # the step that crosses the deadline is the last
+    # after step 80 (10 s left): its own evaluation (10 s) and save (5 s) come first, so step 81 is the last
+    assert last_step_before(80, 10.0, 1.0, [(20, 10.0), (40, 5.0)]) == 81
+    # after step 20 (90 s left, an evaluation of 10 s after steps 20, 40, 60): 60 steps + 30 s of pauses
+    assert last_step_before(20, 90.0, 1.0, [(20, 10.0)]) == 80
+    assert last_step_before(5, 0.0, 1.0, []) == 5 and last_step_before(5, 10.0, 0.0, []) is None
+
+
+def test_refit_continues_the_decay_from_where_it_is():
+    schedule = BudgetSchedule(horizon=100, warmup=10, min_lr_ratio=0.0, kind="linear")
+    assert schedule(55) == pytest.approx(0.5)
+    schedule.refit(55, 200)  # more steps fit than thought: the rest of the decay is spread over them
+    assert schedule(55) == pytest.approx(0.5) and schedule(200) == pytest.approx(0.0)
+    assert schedule(127.5) == pytest.approx(0.25)
+    schedule.refit(100, 120)  # fewer: the decay steepens, it never goes back up
+    assert schedule(100) == pytest.approx(0.5 - 0.5 * 45 / 145) and schedule(120) == pytest.approx(0.0)
+    ratio = BudgetSchedule(horizon=1000, warmup=0.1)
+    assert ratio.warmup_steps() == 100
+    ratio.refit(2, 50)
+    assert ratio.fix_warmup(2) == 5 and ratio.warmup_steps() == 5
+    ratio.refit(3, 5000)  # a later horizon leaves the fixed warmup alone
+    assert ratio.warmup_steps() == 5 and BudgetSchedule(10, warmup=0.1).fix_warmup(4) == 4

@@ -2,19 +2,20 @@ import glob
 import os
 
 import pytest
-from conftest import REPO
+from conftest import REPO, run_recipe
 
 from slam_recipes.configs import (
     DataArguments,
     EvalArguments,
     ModelArguments,
     PreferenceDataArguments,
+    PretrainModelArguments,
     parse_recipe_args,
 )
 from slam_recipes.errors import ConfigError
 from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
 
-PRETRAIN = (ModelArguments, DataArguments, PretrainConfig)
+PRETRAIN = (PretrainModelArguments, DataArguments, PretrainConfig)
 DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
 PRETRAIN_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "pretrain.yaml")))
 DPO_RECIPES = sorted(glob.glob(os.path.join(REPO, "recipes", "*", "dpo.yaml")))
@@ -169,6 +170,33 @@ def test_unknown_cli_flag_is_an_error(tmp_path):
     path.write_text("model_name_or_path: x\n")
     with pytest.raises(ConfigError, match=r"not used by the HfArgumentParser: \['--lerning_rate', '1'\]"):
         parse("--config", str(path), "--lerning_rate", "1")
+
+
+def test_dpo_starts_from_the_trained_weights(tmp_path, tiny_unit_lm_dir):
+    """Issue 20, part 4: DPO has no `twist_init` (it used to build a random model from the checkpoint's config when
+    given `--twist_init false`, and the vocabulary check still passed). Its model arguments load the weights, which
+    equal those saved; the flag, on the command line or in the YAML, stops with one line naming the reason."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from slam_recipes.model import build_unit_lm
+
+    model_args = ModelArguments(model_name_or_path=tiny_unit_lm_dir)
+    assert not hasattr(model_args, "twist_init") and PretrainModelArguments().twist_init
+    loaded = build_unit_lm(tiny_unit_lm_dir, **model_args.build_kwargs()).state_dict()
+    saved = AutoModelForCausalLM.from_pretrained(tiny_unit_lm_dir).state_dict()
+    assert loaded.keys() == saved.keys() and all(torch.equal(loaded[k], saved[k]) for k in saved)
+    out = tmp_path / "dpo"
+    dpo = ("recipes/dpo.py", "--config", "recipes/demo/dpo.yaml", "--model_name_or_path", tiny_unit_lm_dir)
+    result = run_recipe(*dpo, "--output_dir", str(out), "--twist_init", "false")
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1, result.stderr[-2000:]
+    assert "['--twist_init', 'false']" in errors[0] and "twist_init is a pretraining option" in errors[0]
+    assert not out.exists()
+    recipe = tmp_path / "dpo.yaml"
+    recipe.write_text(f"model_name_or_path: {tiny_unit_lm_dir}\ntwist_init: false\n")
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) \['twist_init'\] \(twist_init is a pretraining option"):
+        parse_dpo("--config", str(recipe))
 
 
 @pytest.mark.parametrize(

@@ -1,3 +1,6 @@
+import os
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -100,6 +103,61 @@ def test_chunking_to_context_length_keeps_every_token():
     np.testing.assert_array_equal(chunk_offsets(np.array([0, 9, 10]), 4), [0, 4, 8, 9, 10])
 
 
+# Utterances longer than the context (4 tokens here) are framed whole, then cut: only the first piece starts with
+# <S>, only the last ends with it; continuation pieces start mid-utterance with a unit (slamkit does the same).
+LONG_UTTERANCES = [[0, 1, 2, 3, 4, 5, 6, 7, 8], [5], [0, 1, 2], [7, 8]]
+LONG_PIECES = [
+    [1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 1],  # <S> 2..10 <S>: 11 tokens, three pieces
+    [1, 7, 1],
+    [1, 2, 3, 4], [1],  # the closing <S> alone in the last piece
+    [1, 9, 10, 1],  # exactly the context: one piece
+]  # fmt: skip
+LONG_PIECES_UNFRAMED = [[2, 3, 4, 5], [6, 7, 8, 9], [10], [7], [2, 3, 4], [9, 10]]
+
+
+def _flat(utterances):
+    return np.concatenate(utterances), np.concatenate([[0], np.cumsum([len(u) for u in utterances])])
+
+
+def _rows(ids, offsets):
+    return [ids[a:b].tolist() for a, b in zip(offsets[:-1], offsets[1:], strict=True)]
+
+
+def test_long_utterances_are_framed_once_then_cut(tmp_path):
+    ids, offsets = normalize_batch(*_flat(LONG_UTTERANCES), num_units=500, label="x", first_row=0, context_length=4)
+    assert _rows(ids, offsets) == LONG_PIECES
+    ids, offsets = normalize_batch(
+        *_flat(LONG_UTTERANCES), num_units=500, label="x", first_row=0, context_length=4, add_bos_eos=False
+    )
+    assert _rows(ids, offsets) == LONG_PIECES_UNFRAMED
+    # The same pieces through the loader (datasets.map, Arrow lists), as training reads them.
+    path = write_jsonl(tmp_path / "long.jsonl", [{"units": u} for u in LONG_UTTERANCES])
+    assert load(path, context_length=4)["input_ids"] == LONG_PIECES
+
+
+def test_training_rows_are_framed_as_evaluation_frames_them(tmp_path):
+    """An utterance within the context is one training row, exactly the `<S> units <S>` the benchmarks score."""
+    from slam_recipes.evaluation import frame
+
+    path = write_jsonl(tmp_path / "u.jsonl", [{"units": u} for u in LONG_UTTERANCES])
+    assert load(path, context_length=11)["input_ids"] == [r.tolist() for r in frame(*_flat(LONG_UTTERANCES))]
+
+
+def test_long_utterance_pieces_match_framing_then_fixed_size_cuts():
+    """Against a plain reference: frame each utterance `<S> u+2 … <S>`, cut it every `context_length` tokens."""
+    rng = np.random.default_rng(0)
+    utterances = [rng.integers(0, 500, size=int(n)).tolist() for n in rng.integers(1, 60, size=300)]
+    for context_length in (4, 7, 16, 61, 62, 64):
+        expected = []
+        for units in utterances:
+            framed = [1] + [u + 2 for u in units] + [1]
+            expected += [framed[i : i + context_length] for i in range(0, len(framed), context_length)]
+        ids, offsets = normalize_batch(
+            *_flat(utterances), num_units=500, label="x", first_row=0, context_length=context_length
+        )
+        assert _rows(ids, offsets) == expected, context_length
+
+
 def test_mixing_with_ratios_and_concatenation():
     a = Dataset.from_dict({"input_ids": [[1, 2, 1]] * 100})
     b = Dataset.from_dict({"input_ids": [[1, 3, 1]] * 100})
@@ -162,6 +220,71 @@ def test_bad_sources(tmp_path):
         load(tmp_path / "u.jsonl", split="validation")  # never silently evaluate on the training file
 
 
+# -- mixtures that cannot be sampled: one line naming the source, before anything is written ------------------------
+@pytest.fixture
+def kept_and_short(tmp_path):
+    """Two sources: every row of the second is shorter than min_units=2."""
+    kept = write_jsonl(tmp_path / "kept.jsonl", [{"units": [1, 2, 3]}] * 10)
+    short = write_jsonl(tmp_path / "short.jsonl", [{"units": [4]}] * 10)
+    return kept, short
+
+
+def test_mixture_source_filtered_to_nothing_is_named(kept_and_short):
+    kept, short = kept_and_short
+    message = r"short\.jsonl: no rows to sample, but dataset_ratios gives it 1 .*min_units"
+    for strategy in ("first_exhausted", "all_exhausted"):
+        with pytest.raises(DataError, match=message):
+            load_unit_datasets([kept, short], num_units=500, ratios=[1, 1], min_units=2, stopping_strategy=strategy)
+    # Ratio 0: never drawn, so an empty source is harmless under first_exhausted; every row comes from `kept`.
+    mixed = load_unit_datasets([kept, short], num_units=500, ratios=[1, 0], min_units=2)
+    assert mixed["input_ids"] == [[1, 3, 4, 5, 1]] * 10
+
+
+def test_zero_ratio_under_all_exhausted_is_named_before_loading(kept_and_short, tmp_path):
+    kept, short = kept_and_short
+    message = r"short\.jsonl: dataset_ratios gives it 0, so mixture_stopping_strategy all_exhausted would never"
+    with pytest.raises(DataError, match=message):
+        load_unit_datasets([kept, short], num_units=500, ratios=[1, 0], stopping_strategy="all_exhausted")
+    missing = str(tmp_path / "missing.jsonl")  # refused from the ratios alone: no source is read first
+    with pytest.raises(DataError, match=r"missing\.jsonl: dataset_ratios gives it 0"):
+        load_unit_datasets([kept, missing], num_units=500, ratios=[1, 0], stopping_strategy="all_exhausted")
+    rows = Dataset.from_dict({"input_ids": [[1, 2, 1]] * 4})
+    with pytest.raises(DataError, match="dataset 1: dataset_ratios gives it 0"):  # `mix` alone names by position
+        mix([rows, rows], ratios=[1, 0], stopping_strategy="all_exhausted")
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--min_units", "2", "--dataset_ratios", "1", "1"], r"short\.jsonl: no rows to sample"),
+        (
+            ["--dataset_ratios", "1", "0", "--mixture_stopping_strategy", "all_exhausted"],
+            r"short\.jsonl: dataset_ratios gives it 0",
+        ),
+    ],
+    ids=["filtered-out", "zero-ratio-all-exhausted"],
+)
+def test_unsampleable_mixture_exits_2_through_the_recipe(monkeypatch, capsys, tmp_path, kept_and_short, args, message):
+    import runpy
+    import sys
+
+    from conftest import REPO
+
+    script = os.path.join(REPO, "recipes", "pretrain.py")
+    out = tmp_path / "out"
+    config = os.path.join(REPO, "recipes", "demo", "pretrain.yaml")
+    argv = [script, "--config", config, "--output_dir", str(out), "--validation_split", "", "--dataset_name"]
+    monkeypatch.setattr(sys, "argv", [*argv, *kept_and_short, *args])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(script, run_name="__main__")
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert exit_info.value.code == 2
+    assert len(lines) == 1 and re.search(message, lines[0]), err[-2000:]
+    assert "Traceback" not in err
+    assert not out.exists()
+
+
 # -- packing -------------------------------------------------------------------------------------------------------------
 def _docs(n=300, seed=0, max_len=40):
     rng = np.random.default_rng(seed)
@@ -206,32 +329,39 @@ def test_collators_positions_labels_and_boundaries():
     assert padded["labels"].tolist() == [[1, 5, 1], [1, 1, -100]]
 
 
-@pytest.mark.parametrize("model_type", sorted(TINY_CONFIGS))
+# Every base-LM family with transformers' sdpa, and OPT with sdpa_varlen: transformers 5 builds OPT's sdpa/eager
+# mask without `position_ids`, so its packed documents see each other; sdpa_varlen reads the boundaries itself.
+KERNELS = [(model_type, "sdpa") for model_type in sorted(TINY_CONFIGS)] + [("opt", "sdpa_varlen")]
+
+
+@pytest.mark.parametrize(("model_type", "attn_implementation"), KERNELS, ids=["-".join(k) for k in KERNELS])
 @pytest.mark.parametrize("flat", [False, True], ids=["rows", "flattened"])
-def test_packed_logits_equal_separate_documents(tmp_path, model_type, flat):
+def test_packed_logits_equal_separate_documents(tmp_path, model_type, attn_implementation, flat):
     """No attention across documents and positions restarting per document: a packed row gives each document
-    exactly the logits it gets alone."""
+    exactly the logits it gets alone (the second path: transformers' own sdpa, one document per forward). The probe
+    agrees: it accepts exactly the models that match, and OPT with sdpa, whose documents see each other, fails."""
+    folder = write_config(tmp_path, TINY_CONFIGS[model_type])
     torch.manual_seed(0)
-    model = build_unit_lm(
-        write_config(tmp_path, TINY_CONFIGS[model_type]), twist_init=False, attn_implementation="sdpa"
-    )
-    model.eval()
+    model = build_unit_lm(folder, twist_init=False, attn_implementation=attn_implementation).eval()
+    reference = build_unit_lm(folder, twist_init=False, attn_implementation="sdpa").eval()
+    reference.load_state_dict(model.state_dict())
     docs = [[1, 5, 9, 33, 1], [1, 70, 71, 1], [1, 400, 401, 402, 403, 1]]
     example = {"input_ids": [t for d in docs for t in d], "seq_lengths": [len(d) for d in docs]}
-    collator = build_collator("padding_free", "flash_attention_2") if flat else PackedRowsCollator()
-    batch = collator([example])
+    layout = "sdpa_varlen" if flat else "sdpa"  # the flat row with `cu_seq_lens` of varlen kernels, or packed rows
+    batch = build_collator("padding_free", layout)([example])
     batch.pop("labels")
-    if flat:  # flash kernels read `cu_seq_lens`; here sdpa checks the same flat batch (packed mask needs no cache)
-        batch["use_cache"] = False
+    batch["use_cache"] = False  # sdpa derives the packed mask only without a KV cache (PackedRowsCollator sets it)
     with torch.no_grad():
         packed = model(**batch).logits[0]
-        separate = torch.cat([model(input_ids=torch.tensor([d])).logits[0] for d in docs])
-    if model_type == "opt":  # learned positions ignore restarts: the probe must catch it, the recipes use `block`
-        assert not padding_free_is_exact(model)
-        assert not torch.allclose(packed, separate, atol=1e-2)
+        separate = torch.cat([reference(input_ids=torch.tensor([d])).logits[0] for d in docs])
+    if (model_type, attn_implementation) == ("opt", "sdpa"):
+        assert not padding_free_is_exact(model, layout)
+        first = len(docs[0])  # the first document has nothing before it; the others attend to it
+        torch.testing.assert_close(packed[:first], separate[:first], atol=1e-5, rtol=1e-5)
+        assert (packed[first:] - separate[first:]).abs().max() > 1e-2
     else:
-        assert padding_free_is_exact(model)
-        torch.testing.assert_close(packed, separate, atol=1e-4, rtol=1e-4)
+        assert padding_free_is_exact(model, layout)
+        torch.testing.assert_close(packed, separate, atol=1e-5, rtol=1e-5)
 
 
 def test_prepared_rows_are_cached_on_disk(tmp_path):
@@ -242,13 +372,19 @@ def test_prepared_rows_are_cached_on_disk(tmp_path):
 
 
 def test_check_packing_refuses_inexact_padding_free(tmp_path):
+    """OPT with sdpa is refused for the right reason (its mask lets documents see each other; its positions do
+    restart, which the test above shows with sdpa_varlen), and accepted with sdpa_varlen in either layout."""
     from slam_recipes.data import check_packing
 
-    opt = build_unit_lm(
-        write_config(tmp_path / "opt", TINY_CONFIGS["opt"]), twist_init=False, attn_implementation="sdpa"
-    )
-    with pytest.raises(DataError, match="padding_free is not exact for OPTForCausalLM .* use packing: block"):
+    folder = write_config(tmp_path / "opt", TINY_CONFIGS["opt"])
+    opt = build_unit_lm(folder, twist_init=False, attn_implementation="sdpa")
+    with pytest.raises(DataError, match="not exact for OPTForCausalLM with attn_implementation=sdpa .*: attention "
+                       r"crosses documents \(its sdpa mask ignores the document boundaries\); use attn_implementation: "
+                       "sdpa_varlen"):  # fmt: skip
         check_packing(opt, "padding_free", "sdpa")
     check_packing(opt, "block", "sdpa")  # the fallback is always allowed
+    opt_varlen = build_unit_lm(folder, twist_init=False, attn_implementation="sdpa_varlen")
+    check_packing(opt_varlen, "padding_free", "sdpa_varlen")  # one flat row with cu_seq_lens
+    check_packing(opt_varlen, "padding_free", None)  # packed rows, boundaries from the restarting positions
     qwen = build_unit_lm(write_config(tmp_path / "q", TINY_CONFIGS["qwen2"]), twist_init=False)
     check_packing(qwen, "padding_free", None)

@@ -8,7 +8,9 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import REPO
+import torch
+from conftest import REPO, reference_pair_score
+from transformers import AutoModelForCausalLM
 
 from slam_recipes import demo_text
 from slam_recipes.demo_corpus import (
@@ -21,6 +23,7 @@ from slam_recipes.demo_corpus import (
     corpus_texts,
     read_rows,
 )
+from slam_recipes.evaluation import load_pair_benchmark
 from slam_recipes.precision import native_bf16
 
 DEMO = os.path.join(REPO, "data", "demo")
@@ -214,9 +217,15 @@ def test_quick_demo_pipeline_runs_every_stage(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     with open(out / "results.json") as f:
         results = json.load(f)
-    for stage in ("before DPO", "after DPO"):
+    for stage, folder in (("before DPO", out / "pretrain"), ("after DPO", out / "dpo")):
+        with open(folder / "likelihood_eval.json") as f:
+            evaluation = json.load(f)
         assert set(results["scores"][stage]) == {"swuggy", "sblimp", "ssc", "tsc"}
-        assert all(0 <= score <= 100 for score in results["scores"][stage].values())
+        assert results["scores"][stage] == {name: r["score"] for name, r in evaluation["results"].items()}
+    # one score recomputed a second way from the tuned model: each sequence alone (conftest.reference_pair_score)
+    model = AutoModelForCausalLM.from_pretrained(out / "dpo", dtype=getattr(torch, evaluation["dtype"]))
+    tsc = load_pair_benchmark("tsc", os.path.join(REPO, "data/demo/eval/tsc.parquet"), 500)
+    assert results["scores"]["after DPO"]["tsc"] == pytest.approx(reference_pair_score(model.eval(), tsc), abs=1e-6)
     assert results["training"]["pretraining"]["steps"] == 6 and results["training"]["DPO"]["steps"] == 2
     assert results["hardware"]["precision"] == ("bf16" if native_bf16("cpu")[0] else "fp32")
     assert (out / "training.png").stat().st_size > 10_000

@@ -14,8 +14,7 @@ from conftest import REPO, write_jsonl
 
 from slam_recipes.errors import ConfigError, DataError
 from slam_recipes.evaluate_metrics import METRICS, load_metric, metric_path, pair_benchmark
-from slam_recipes.evaluation import PairBenchmark, evaluate_benchmark, frame, load_pair_benchmark
-from slam_recipes.metrics import auto_bleu
+from slam_recipes.evaluation import evaluate_benchmark, load_pair_benchmark
 from slam_recipes.model import load_speech_lm
 
 
@@ -56,22 +55,25 @@ def random_pairs(seed: int, n: int, num_units: int = 500) -> tuple[list[list[int
     return positive, negative
 
 
-def framed(positive, negative) -> PairBenchmark:
-    """The pairs built by hand with `frame`, not through the metric's helper."""
-
-    def rows(units):
-        values = np.concatenate([np.asarray(u, dtype=np.int64) for u in units])
-        return frame(values, np.concatenate([[0], np.cumsum([len(u) for u in units])]))
-
-    return PairBenchmark(name="direct", source="direct", positive=rows(positive), negative=rows(negative))
-
-
-def mean_log_likelihood(model, units: list[int]) -> float:
-    """Independent per-sample computation: mean of log p(token | prefix) over `<S> units+2 <S>` after the first."""
+def log_likelihood(model, units: list[int], mean: bool = True) -> float:
+    """Independent per-sample computation: log p(token | prefix) over `<S> units+2 <S>` after the first token,
+    averaged (`mean`) or summed; one unpadded sequence, float64 log-softmax."""
     ids = torch.tensor([[1] + [u + 2 for u in units] + [1]])
     with torch.no_grad():
         log_probs = torch.log_softmax(model(ids).logits[0, :-1].double(), dim=-1)
-    return float(log_probs[torch.arange(ids.shape[1] - 1), ids[0, 1:]].mean())
+    token = log_probs[torch.arange(ids.shape[1] - 1), ids[0, 1:]]
+    return float(token.mean() if mean else token.sum())
+
+
+def expected_score(model, positive, negative, mean: bool = True) -> tuple[float, list[float]]:
+    """(100 × mean pair outcome, each pair's positive − negative score) from `log_likelihood`: 1 when the positive
+    is more likely, 0.5 when both samples are the same sequence, else 0."""
+    margins = [
+        log_likelihood(model, p, mean) - log_likelihood(model, n, mean)
+        for p, n in zip(positive, negative, strict=True)
+    ]
+    outcomes = [0.5 if p == n else float(m > 0) for p, n, m in zip(positive, negative, margins, strict=True)]
+    return 100 * sum(outcomes) / len(outcomes), margins
 
 
 # -- loading ----------------------------------------------------------------------------------------------------------
@@ -106,53 +108,83 @@ def test_loads_offline_without_network(evaluate_cache, monkeypatch):
 
 
 # -- auto-BLEU --------------------------------------------------------------------------------------------------------
+TEXTS = ["the cat saw the cat", "a dog ran", "Go, go, go home!", "one", "It is what it is. It is."]
+# Hand-counted, words from NLTK's tokenizer (the paper's): repeated n-gram positions / n-gram positions.
+#   "Go, go, go home!"          → Go , go , go home !           bigrams: (, go) ×2 of 6    unigrams: , ×2 go ×2 of 7
+#   "It is what it is. It is."  → It is what it is. It is .     bigrams: (It is) ×2 of 7  unigrams: It ×2 is ×2 of 8
+NLTK_BIGRAM = [2 / 4, 0.0, 2 / 6, 0.0, 2 / 7]
+NLTK_UNIGRAM = [4 / 5, 0.0, 4 / 7, 0.0, 4 / 8]
+# Lower-cased, no punctuation: "go go go home" → (go go) ×2 of 3; "it is what it is it is" → (it is) ×3 of 6.
+NORMALIZED_BIGRAM = [2 / 4, 0.0, 2 / 3, 0.0, 3 / 6]
+
+
 def test_auto_bleu_known_values(load):
     metric = load("auto_bleu")
-    assert metric.compute(predictions=["the cat saw the cat"]) == {"auto_bleu": 50.0, "auto_bleu_n": 2}
-    texts = ["the cat saw the cat", "a dog ran", "Go, go, go home!", "one", "It is what it is. It is."]
-    result = metric.compute(predictions=texts, n=2, return_per_text=True)
-    assert result["auto_bleu_per_text"] == [100 * auto_bleu(t, 2) for t in texts]
-    assert result["auto_bleu_per_text"][:2] == [50.0, 0.0]
-    assert result["auto_bleu"] == pytest.approx(100 * np.mean([auto_bleu(t, 2) for t in texts]))
-    unigram = metric.compute(predictions=texts, n=1)
+    assert metric.compute(predictions=["the cat saw the cat"]) == {
+        "auto_bleu": 50.0,
+        "auto_bleu_n": 2,
+        "auto_bleu_tokenizer": "nltk",
+    }
+    result = metric.compute(predictions=TEXTS, n=2, return_per_text=True)
+    assert result["auto_bleu_per_text"] == pytest.approx([100 * x for x in NLTK_BIGRAM])
+    assert result["auto_bleu"] == pytest.approx(100 * sum(NLTK_BIGRAM) / 5)
+    unigram = metric.compute(predictions=TEXTS, n=1)
     assert unigram["auto_bleu_n"] == 1
-    assert unigram["auto_bleu"] == pytest.approx(100 * np.mean([auto_bleu(t, 1) for t in texts]))
+    assert unigram["auto_bleu"] == pytest.approx(100 * sum(NLTK_UNIGRAM) / 5)
+    normalized = metric.compute(predictions=TEXTS, tokenizer="normalized", return_per_text=True)
+    assert normalized["auto_bleu_tokenizer"] == "normalized"
+    assert normalized["auto_bleu_per_text"] == pytest.approx([100 * x for x in NORMALIZED_BIGRAM])
     assert math.isnan(metric.compute(predictions=[])["auto_bleu"])
+
+
+def test_auto_bleu_bad_options(load):
+    metric = load("auto_bleu")
+    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'moses'; choose from nltk, normalized"):
+        metric.compute(predictions=["a b"], tokenizer="moses")
+    with pytest.raises(ConfigError, match="auto-BLEU n must be at least 1, got 0"):
+        metric.compute(predictions=[], n=0)
 
 
 # -- pairwise likelihood ----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("mean_nll", [True, False])
-def test_pairwise_equals_evaluate_benchmark(load, tiny_unit_lm_dir, tmp_path, mean_nll):
+def test_pairwise_matches_a_per_sample_forward(load, tiny_unit_lm_dir, tmp_path, mean_nll):
+    """24 random pairs (one a tie) scored in padded batches equal the same pairs scored one unpadded sample at a
+    time; the pairs loaded from a file score the same."""
     positive, negative = random_pairs(0, 24)
     metric = load("pairwise_likelihood")
     kwargs = {"mean_nll": mean_nll, "max_tokens_per_batch": 200}
     result = metric.compute(positive=positive, negative=negative, model_id=tiny_unit_lm_dir, device="cpu", **kwargs)
 
     model = load_speech_lm(tiny_unit_lm_dir, 500, device="cpu")
-    direct = evaluate_benchmark(model, framed(positive, negative), **kwargs)
+    expected, margins = expected_score(model, positive, negative, mean=mean_nll)
+    assert min(abs(m) for m in margins[1:]) > 1e-4  # no near-tie that float32 batching could flip
+    assert expected != 50.0  # a sign error (100 − score) shows
+    assert result["score"] == pytest.approx(expected)
+    assert result["num_pairs"] == 24 and result["likelihood"] == ("mean" if mean_nll else "sum")
     rows = [{"positive": p, "negative": n} for p, n in zip(positive, negative, strict=True)]
     from_file = load_pair_benchmark("pairs", write_jsonl(tmp_path / "pairs.jsonl", rows), 500)
-    assert result["score"] == direct["score"] == evaluate_benchmark(model, from_file, **kwargs)["score"]
-    assert result["num_pairs"] == 24 and result["likelihood"] == ("mean" if mean_nll else "sum")
-    assert (result["score"] * 24 / 100) % 1 == pytest.approx(0.5)  # the tie counts half
+    assert evaluate_benchmark(model, from_file, **kwargs)["score"] == pytest.approx(expected)
     # A model object already loaded gives the same score.
     assert metric.compute(positive=positive, negative=negative, model=model, **kwargs)["score"] == result["score"]
 
 
 def test_pairwise_hand_checked(load, tiny_unit_lm_dir):
-    """Three pairs scored one sample at a time by hand: a pair, the same pair swapped, and a tie → (1 + 0 + 0.5) / 3."""
+    """Four pairs scored one sample at a time: (a, b), (d, c), (c, e) and a tie (e, e). The pairs are chosen so the
+    outcome depends on the model and on the likelihood: under this model a long d beats a short c per token but not
+    summed."""
     a, b, c = [3, 17, 17, 250], [3, 18, 499, 250, 0], [42, 7]
-    positive, negative = [a, b, c], [b, a, c]
+    d, e = [42, 8, 9, 100, 101, 102, 7], [5, 6]
+    positive, negative = [a, d, c, e], [b, c, e, e]
     model = load_speech_lm(tiny_unit_lm_dir, 500, device="cpu")
-    scores = {tuple(u): mean_log_likelihood(model, u) for u in (a, b, c)}
-    assert scores[tuple(a)] != scores[tuple(b)]
-    outcomes = [
-        1.0 if scores[tuple(p)] > scores[tuple(n)] else 0.5 if p == n else 0.0
-        for p, n in zip(positive, negative, strict=True)
-    ]
-    result = load("pairwise_likelihood").compute(positive=positive, negative=negative, model=model)
-    assert result["score"] == pytest.approx(100 * np.mean(outcomes)) == pytest.approx(50.0)
-    assert result["num_pairs"] == 3
+    metric = load("pairwise_likelihood")
+    expected = {}
+    for mean in (True, False):
+        expected[mean], margins = expected_score(model, positive, negative, mean=mean)
+        assert min(abs(m) for m in margins[:3]) > 1e-3
+        assert expected[mean] != 50.0  # a sign error (100 − score) shows
+        result = metric.compute(positive=positive, negative=negative, model=model, mean_nll=mean)
+        assert result["score"] == pytest.approx(expected[mean]) and result["num_pairs"] == 4
+    assert expected[True] != expected[False]  # mean and summed likelihoods rank (d, c) differently
 
 
 @pytest.mark.parametrize(

@@ -38,6 +38,23 @@ def reference_log_likelihood(model, ids: np.ndarray) -> tuple[float, int]:
     return float(log_probs[torch.arange(targets.numel()), targets].sum()), int(targets.numel())
 
 
+def reference_score(model, benchmark: PairBenchmark) -> float:
+    """Independent benchmark score (×100), one unpadded sample at a time with mean log-likelihoods: a pair scores 1
+    when its positive is more likely, 0.5 on equal scores, else 0; with an `id` column, pairs are averaged within
+    each (type, subtype, id) group first, then over groups (ZeroSpeech 2021)."""
+    groups: dict[tuple, list[float]] = {}
+    for row, (positive, negative) in enumerate(zip(benchmark.positive, benchmark.negative, strict=True)):
+        total_p, count_p = reference_log_likelihood(model, positive)
+        total_n, count_n = reference_log_likelihood(model, negative)
+        margin = total_p / count_p - total_n / count_n
+        assert margin == 0 or abs(margin) > 1e-4, "a near-tie that float32 batching could flip"
+        key = tuple(benchmark.columns[c][row] for c in ("type", "subtype", "id") if c in benchmark.columns)
+        groups.setdefault(key if "id" in benchmark.columns else (row,), []).append(
+            1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
+        )
+    return 100 * float(np.mean([np.mean(outcomes) for outcomes in groups.values()]))
+
+
 def samples(rng, n, low=3, high=40):
     return [rng.integers(0, 500, size=int(rng.integers(low, high))) for _ in range(n)]
 
@@ -366,14 +383,19 @@ def test_convert_then_evaluate_recipes(tmp_path, tiny_unit_lm_dir):
     demo = os.path.join(REPO, "data", "demo", "eval", "tsc.parquet")
     result = run(
         EVALUATE, "--model_name_or_path", tiny_unit_lm_dir, "--benchmarks", f"ssc={out}", f"tsc={demo}",
-        "--max_pairs", "40", "--output_dir", str(tmp_path / "results"),
+        "--max_pairs", "60", "--output_dir", str(tmp_path / "results"),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert "| ssc |" in result.stdout and "| tsc |" in result.stdout and "mean" in result.stdout
     report = json.loads((tmp_path / "results" / "likelihood_eval.json").read_text())
     assert report["mean_nll"] is True and report["dtype"] == "float32"
-    assert report["results"]["ssc"]["num_pairs"] == 6 and report["results"]["tsc"]["num_pairs"] == 40
-    assert 0 <= report["results"]["tsc"]["score"] <= 100 and report["results"]["tsc"]["pairs_per_second"] > 0
+    assert report["results"]["ssc"]["num_pairs"] == 6 and report["results"]["tsc"]["num_pairs"] == 60
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_unit_lm_dir).eval()
+    expected = reference_score(model, load_pair_benchmark("tsc", demo, 500, max_pairs=60))
+    assert report["results"]["tsc"]["score"] == pytest.approx(expected) and expected != 50.0
+    assert report["results"]["tsc"]["pairs_per_second"] > 0
     assert (tmp_path / "results" / "likelihood_eval.md").read_text().startswith("| benchmark |")
 
 
@@ -410,7 +432,7 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
     from slam_recipes.training_args import PretrainConfig
 
     demo = os.path.join(REPO, "data", "demo", "eval")
-    benchmarks = load_benchmarks([f"tsc={demo}/tsc.parquet", f"swuggy={demo}/swuggy.parquet"], 500, max_pairs=20)
+    benchmarks = load_benchmarks([f"tsc={demo}/tsc.parquet", f"swuggy={demo}/swuggy.parquet"], 500, max_pairs=60)
     rows = Dataset.from_dict({"input_ids": [[1, 5, 6, 7, 1], [1, 8, 9, 1]] * 4})
     args = PretrainConfig(
         output_dir=str(tmp_path / "o"), use_cpu=True, report_to="none", max_steps=2, eval_strategy="steps",
@@ -428,10 +450,15 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
     trainer.train()
     logged = [h for h in trainer.state.log_history if "eval_tsc" in h]
     assert [h["step"] for h in logged] == [1, 2]
-    assert all(0 <= h["eval_tsc"] <= 100 and 0 <= h["eval_swuggy"] <= 100 for h in logged)
     assert trainer.state.best_metric == max(h["eval_tsc"] for h in logged)  # usable as metric_for_best_model
     metrics = trainer.evaluate()
     assert {"eval_loss", "eval_tsc", "eval_swuggy"} <= set(metrics)
+    # The last logged evaluation (step 2, after the last update) and this one score the trained model as a
+    # one-sample-at-a-time computation does (the trainer rounds to 2 decimals).
+    expected = {name: reference_score(trainer.model, benchmarks[name]) for name in ("tsc", "swuggy")}
+    assert expected["tsc"] != 50.0  # a sign error (100 − score) shows
+    for name in ("tsc", "swuggy"):
+        assert metrics[f"eval_{name}"] == logged[-1][f"eval_{name}"] == pytest.approx(expected[name], abs=0.005)
 
 
 def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
@@ -457,7 +484,9 @@ def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
         eval_dataset=pairs.select(range(8)),
         processing_class=build_unit_tokenizer(500),
     )
-    trainer.benchmarks = load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.parquet"], 500, max_pairs=10)
+    trainer.benchmarks = load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.parquet"], 500, max_pairs=30)
     metrics = trainer.evaluate()
-    assert "eval_rewards/margins" in metrics and 0 <= metrics["eval_tsc"] <= 100
+    assert "eval_rewards/margins" in metrics
+    expected = reference_score(trainer.model, trainer.benchmarks["tsc"])
+    assert metrics["eval_tsc"] == pytest.approx(expected, abs=0.005) and expected != 50.0
     assert any("eval_tsc" in h for h in trainer.state.log_history)

@@ -18,6 +18,7 @@ from slam_recipes.generation import (
     continue_prompts,
     cut_units,
     generate_continuations,
+    generative_metrics,
     load_prompts,
     split_continuation,
     transcribe,
@@ -135,10 +136,39 @@ def test_split_continuation_drops_eos_and_padding():
 
 
 def test_prompts_cut_to_seconds_by_run_lengths_or_units():
+    # 3 s at 25 Hz = 75 frames. Runs of 50, 30, 10 frames start at frames 0, 50, 80: the second straddles the cut
+    # and is kept (slamkit cuts the audio at 3 s, then tokenises: frames 50-74 still give that unit).
+    assert cut_units(np.array([7, 9, 11]), np.array([50, 30, 10]), 75).tolist() == [7, 9]
     units = np.array([4, 8, 15, 16, 23, 42])
-    assert cut_units(units, np.array([30, 30, 10, 20, 1, 1]), 75).tolist() == [4, 8, 15]  # 70 of 75 frames
+    assert cut_units(units, np.array([30, 30, 10, 20, 1, 1]), 75).tolist() == [4, 8, 15, 16]  # 16 starts at 70
+    assert cut_units(units, np.array([30, 30, 15, 20, 1, 1]), 75).tolist() == [4, 8, 15]  # 16 starts at 75: out
     assert cut_units(units, None, 4).tolist() == [4, 8, 15, 16]
     assert cut_units(units, np.array([100, 1, 1, 1, 1, 1]), 75).tolist() == [4]  # never empty
+
+
+def dedup_frames(frames: np.ndarray) -> list[int]:
+    """Frame-level units → one unit per run (the tokeniser's dedup)."""
+    return [int(u) for i, u in enumerate(frames) if i == 0 or u != frames[i - 1]]
+
+
+def test_cut_by_run_lengths_equals_cutting_the_frames_then_deduplicating():
+    """A second code path, the paper's order of operations: expand the runs to frames, keep the first 75 frames
+    (the audio cut at 3 s), deduplicate."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        length = int(rng.integers(1, 12))
+        units = np.cumsum(rng.integers(1, 5, length)) % 5  # deduplicated: no unit repeats its neighbour
+        durations = rng.integers(1, 20, length)
+        frames = np.repeat(units, durations)[:75]
+        assert cut_units(units, durations, 75).tolist() == dedup_frames(frames)
+
+
+def test_unit_prompts_with_run_lengths_keep_the_straddling_unit(tmp_path):
+    rows = [{"units": [7, 9, 11], "duration": [50, 30, 10]}, {"units": [3, 4], "duration": [75, 5]}]
+    prompts, how = load_prompts(write_jsonl(tmp_path / "units.jsonl", rows), num_units=500)
+    assert [p.units.tolist() for p in prompts] == [[7, 9], [3]] and how["cut"] == "by run lengths"
+    half, _ = load_prompts(write_jsonl(tmp_path / "half.jsonl", rows), num_units=500, prompt_seconds=2.0)
+    assert [p.units.tolist() for p in half] == [[7], [3]]  # 50 frames: unit 9 starts at frame 50
 
 
 def test_unit_prompts_from_a_pair_dataset(tmp_path):
@@ -201,6 +231,22 @@ def test_vocoder_audio_length_follows_durations():
     with torch.inference_mode():
         frames = vocoder.predict_durations(torch.tensor([[3, 17, 99]]), torch.tensor([3])).sum().item()
     assert len(waves[0]) == frames * 640 and len(waves[1]) == 0 and len(waves[2]) % 640 == 0
+
+
+def test_batched_vocoding_equals_each_sequence_alone():
+    """Sequences of different lengths vocoded in one padded batch give the waveform each gets alone: the padding
+    never reaches a real frame's durations or samples. Before the fix, the duration predictor and the generator's
+    convolutions read the padding: a shorter sequence's last unit got another duration (a frame more or less) and its
+    last samples changed with its batch neighbours."""
+    torch.manual_seed(0)
+    vocoder = UnitHiFiGAN(VocoderConfig.from_dict(TINY_VOCODER)).eval()
+    rng = np.random.default_rng(4)
+    sequences = [rng.integers(0, 500, size).tolist() for size in (23, 9, 16, 4)]
+    batched = vocoder.synthesize(sequences, batch_size=4)
+    for sequence, wave in zip(sequences, batched, strict=True):
+        alone = vocoder.synthesize([sequence], batch_size=1)[0]
+        assert len(wave) == len(alone)
+        np.testing.assert_allclose(wave, alone, atol=1e-6)  # float rounding: 9e-8 measured; the padding: 1e-5 and more
 
 
 def test_textless_checkpoint_round_trip_and_weight_norm_folding(vocoder_file):
@@ -270,8 +316,45 @@ def test_asr_pipeline_on_a_tiny_whisper_resamples_and_transcribes(tiny_whisper_d
     rng = np.random.default_rng(0)
     waves = [rng.standard_normal(int(s * 22050)).astype(np.float32) * 0.1 for s in (1.0, 2.5, 0.5)]
     texts = transcribe(asr, waves, 22050, batch_size=2)
-    assert len(texts) == 3 and all(isinstance(t, str) for t in texts)
     assert texts == transcribe(asr, waves, 22050, batch_size=1)  # batching does not change the transcripts
+    # A second code path: resample by hand (16000 / 22050 = 320 / 441), Whisper's processor and generate, decode.
+    from scipy.signal import resample_poly
+    from transformers import WhisperForConditionalGeneration, WhisperProcessor
+
+    processor = WhisperProcessor.from_pretrained(tiny_whisper_dir)
+    model = WhisperForConditionalGeneration.from_pretrained(tiny_whisper_dir).eval()
+
+    def direct(language):
+        out = []
+        for wave in waves:
+            audio = resample_poly(wave, 320, 441).astype(np.float32)
+            features = processor.feature_extractor(audio, sampling_rate=16000, return_tensors="pt").input_features
+            with torch.no_grad():
+                ids = model.generate(features, language=language, task="transcribe")
+            out.append(processor.batch_decode(ids, skip_special_tokens=True)[0].strip())
+        return out
+
+    assert texts == direct("en") and all(texts)
+    french = transcribe(asr, waves, 22050, language="fr", batch_size=2)
+    assert french == direct("fr") and french != texts  # the language reaches Whisper
+
+
+def test_generative_metrics_auto_bleu_is_the_papers_by_default(tiny_text_lm_with_tokenizer):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_text_lm_with_tokenizer).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    texts = ["The dog ran. the dog sat.", "the cat saw the cat", ""]
+    # NLTK words: no bigram of the first text repeats; (the cat) ×2 of 4; none in the empty one.
+    paper = generative_metrics(texts, model, tokenizer)
+    assert paper["auto_bleu_tokenizer"] == "nltk" and paper["auto_bleu_n"] == 2
+    assert [f["auto_bleu"] for f in paper["files"]] == pytest.approx([0.0, 50.0, 0.0])
+    assert paper["auto_bleu"] == pytest.approx(50.0 / 3)
+    # Lower-cased without punctuation: (the dog) ×2 of 5 in the first text.
+    normalized = generative_metrics(texts, model, tokenizer, auto_bleu_tokenizer="normalized")
+    assert [f["auto_bleu"] for f in normalized["files"]] == pytest.approx([40.0, 50.0, 0.0])
+    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'bleu'"):
+        generative_metrics(texts, model, tokenizer, auto_bleu_tokenizer="bleu")
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -299,6 +382,7 @@ def test_generative_evaluation_end_to_end(
     assert report["num_prompts"] == 3 and report["sampling"]["temperature"] == 0.8
     assert report["scored"] + report["empty"] == 3 and report["prompts"]["cut"] == "first units (no durations)"
     assert report["scored"] >= 1 and math.isfinite(report["genppl"]) and report["genppl"] > 1
+    assert report["auto_bleu_tokenizer"] == "nltk" and "NLTK's word tokenizer" in report["auto_bleu_definition"]
     records = read_jsonl(out / "generative_eval" / "generations.jsonl")
     assert [r["id"] for r in records] == ["s0", "s1", "s2"] and all("transcript" in r for r in records)
     for r in records:
@@ -311,16 +395,37 @@ def test_generative_evaluation_end_to_end(
 
 
 def test_generate_recipe_writes_units_and_audio(tmp_path, tiny_unit_lm_dir, vocoder_file):
-    prompts = write_jsonl(tmp_path / "p.jsonl", [{"units": list(range(i, i + 30))} for i in range(2)])
+    """Greedy continuations (batched, left-padded) equal step-by-step argmax over full forward passes of each prompt
+    alone, and each file's audio is the vocoder's output for prompt + continuation alone (16-bit WAV: within 2^-15)."""
+    from transformers import AutoModelForCausalLM
+
+    from slam_recipes.vocoder import load_vocoder
+
+    units = [list(range(i, i + 30 - 7 * i)) for i in range(2)]  # two lengths: the batch is left-padded
+    prompts = write_jsonl(tmp_path / "p.jsonl", [{"units": u} for u in units])
     result = run(
         "generate.py", "--model_name_or_path", tiny_unit_lm_dir, "--prompts", prompts, "--vocoder_path", vocoder_file,
-        "--max_new_tokens", "5", "--output_dir", str(tmp_path / "gen"), "--device", "cpu",
+        "--max_new_tokens", "5", "--do_sample", "false", "--repetition_penalty", "1.0",
+        "--output_dir", str(tmp_path / "gen"), "--device", "cpu",
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     records = read_jsonl(tmp_path / "gen" / "generations.jsonl")
-    assert [r["id"] for r in records] == ["p-00000", "p-00001"]
-    assert all(os.path.isfile(tmp_path / "gen" / r["audio"]) for r in records)
-    assert "<audio" in (tmp_path / "gen" / "index.html").read_text()
+    assert [r["id"] for r in records] == ["p-00000", "p-00001"] and [r["prompt"] for r in records] == units
+    model, vocoder = AutoModelForCausalLM.from_pretrained(tiny_unit_lm_dir).eval(), load_vocoder(vocoder_file)
+    for record, prompt in zip(records, units, strict=True):
+        ids = [1] + [u + 2 for u in prompt]
+        with torch.no_grad():
+            while len(ids) < len(prompt) + 6 and (len(ids) == len(prompt) + 1 or ids[-1] != 1):
+                ids.append(int(model(input_ids=torch.tensor([ids])).logits[0, -1].argmax()))
+        expected = [t - 2 for t in ids[len(prompt) + 1 :] if t >= 2]
+        assert record["continuation"] == expected and record["stopped_at_eos"] == (ids[-1] == 1)
+        sequence = torch.tensor([prompt + expected])
+        with torch.no_grad():
+            audio, samples = vocoder(sequence, torch.tensor([sequence.shape[1]]))
+        written, rate = soundfile.read(tmp_path / "gen" / record["audio"], dtype="float32")
+        assert rate == vocoder.config.sampling_rate and len(written) == int(samples[0])
+        np.testing.assert_allclose(written, audio[0, : int(samples[0])].numpy(), atol=2**-15 + 1e-6)
+    assert (tmp_path / "gen" / "index.html").read_text().count("<audio") == 4
 
 
 @pytest.mark.parametrize(
@@ -347,13 +452,23 @@ def test_generate_bad_input_one_line_exit_2(tmp_path, tiny_unit_lm_dir, vocoder_
     assert not os.path.exists(tmp_path / "out" / "generations.jsonl")
 
 
-def test_evaluate_with_an_unknown_asr_model_fails_before_generating(tmp_path, tiny_unit_lm_dir, vocoder_file):
+@pytest.mark.parametrize(
+    "option, message",
+    [
+        (["--asr_model", "no-such-whisper"], "cannot load the ASR model"),
+        (["--auto_bleu_tokenizer", "moses"], "auto_bleu_tokenizer must be one of ('nltk', 'normalized'), got 'moses'"),
+    ],
+)
+def test_evaluate_bad_generative_options_fail_before_generating(
+    tmp_path, tiny_unit_lm_dir, vocoder_file, option, message
+):
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"units": [1, 2, 3]}])
     out = tmp_path / "eval"
+    option = [str(tmp_path / v) if v == "no-such-whisper" else v for v in option]
     result = run(
         "evaluate.py", "--model_name_or_path", tiny_unit_lm_dir, "--prompts", prompts, "--vocoder_path", vocoder_file,
-        "--asr_model", str(tmp_path / "no-such-whisper"), "--output_dir", str(out), "--device", "cpu",
+        *option, "--output_dir", str(out), "--device", "cpu",
     )  # fmt: skip
     lines = result.stderr.strip().splitlines()
-    assert result.returncode == 2 and "cannot load the ASR model" in lines[-1], result.stderr[-2000:]
+    assert result.returncode == 2 and message in lines[-1] and lines[-1].startswith("error:"), result.stderr[-2000:]
     assert not out.exists()

@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import REPO
 
-from slam_recipes.configs import ModelArguments, PreferenceDataArguments, parse_recipe_args
+from slam_recipes.configs import ModelArguments, PreferenceDataArguments, PretrainModelArguments, parse_recipe_args
 from slam_recipes.precision import choose_dtype, choose_training_precision, cpu_capability, native_bf16
 from slam_recipes.training_args import SlamDPOConfig
 
@@ -76,7 +76,7 @@ def test_recipes_asking_for_bf16_get_it_only_where_native(recipe, monkeypatch):
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch` with a bf16 config sets it
     config = os.path.join(REPO, "recipes", recipe)
     *_, args = parse_recipe_args(
-        (ModelArguments, DataArguments, PretrainConfig), ["--config", config, "--use_cpu", "true"]
+        (PretrainModelArguments, DataArguments, PretrainConfig), ["--config", config, "--use_cpu", "true"]
     )
     assert (args.bf16, args.fp16) == (native, False)
     assert args.mixed_precision == ("bf16" if native else "no")
@@ -84,7 +84,7 @@ def test_recipes_asking_for_bf16_get_it_only_where_native(recipe, monkeypatch):
     assert args.precision.requested == "bf16" and args.precision.chosen == ("bf16" if native else "fp32")
 
     forced = parse_recipe_args(
-        (ModelArguments, DataArguments, PretrainConfig),
+        (PretrainModelArguments, DataArguments, PretrainConfig),
         ["--config", config, "--use_cpu", "true", "--bf16_native_only", "false"],
     )[-1]
     assert forced.bf16 and forced.precision.chosen == "bf16"

@@ -8,9 +8,10 @@ import torch
 from conftest import REPO, TINY_CONFIGS, run_recipe, write_config, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from slam_recipes.errors import DataError
+from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.metrics import auto_bleu, auto_bleu_words
 from slam_recipes.model import build_unit_lm, make_reference_model
-from slam_recipes.preference import auto_bleu, build_preference_datasets, load_preference_dataset
+from slam_recipes.preference import build_preference_datasets, load_preference_dataset
 from slam_recipes.trainer import UnitDPOTrainer
 from slam_recipes.training_args import SlamDPOConfig
 from slam_recipes.units import build_unit_tokenizer, units_to_string
@@ -27,20 +28,70 @@ PAIRS = [
 
 # -- auto-BLEU --------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
-    "text, n, expected",
+    "text, n, tokenizer, expected",
     [
-        ("the cat saw the cat", 2, 2 / 4),  # (the cat) ×2 of 4 bigrams
-        ("a b a b a b", 2, 5 / 5),  # (a b) ×3, (b a) ×2: every bigram repeats
-        ("one two three four", 2, 0.0),
-        ("one", 2, 0.0),  # no bigram at all
-        ("", 2, 0.0),  # an empty transcript (an empty continuation) scores 0, no error
-        ("a b a", 1, 2 / 3),  # unigrams: a ×2 of 3
-        ("The cat. the CAT!", 2, 2 / 3),  # case and punctuation are not words
-        ("x y z x y z", 3, 2 / 4),  # (x y z) ×2 of 4 trigrams
+        ("the cat saw the cat", 2, "nltk", 2 / 4),  # (the cat) ×2 of 4 bigrams
+        ("a b a b a b", 2, "nltk", 5 / 5),  # (a b) ×3, (b a) ×2: every bigram repeats
+        ("one two three four", 2, "nltk", 0.0),
+        ("one", 2, "nltk", 0.0),  # no bigram at all
+        ("", 2, "nltk", 0.0),  # an empty transcript (an empty continuation) scores 0, no error
+        ("a b a", 1, "nltk", 2 / 3),  # unigrams: a ×2 of 3
+        ("x y z x y z", 3, "nltk", 2 / 4),  # (x y z) ×2 of 4 trigrams
+        # The paper's words (NLTK): case and punctuation are kept, a mid-text full stop stays on its word.
+        ("The dog ran. the dog sat.", 2, "nltk", 0.0),  # The dog | dog ran. | ran. the | the dog | dog sat | sat .
+        ("The dog ran. the dog sat.", 2, "normalized", 2 / 5),  # the dog ×2 of 5
+        ("Go, go, go home!", 2, "nltk", 2 / 6),  # Go , | , go | go , | , go | go home | home !: (, go) ×2
+        ("Go, go, go home!", 2, "normalized", 2 / 3),  # go go | go go | go home
+        ("I can't, I can't.", 2, "nltk", 4 / 7),  # I ca | ca n't | n't , | , I | I ca | ca n't | n't .
+        ("I can't, I can't.", 2, "normalized", 2 / 3),  # i can't | can't i | i can't
+        ("The cat. the CAT!", 2, "normalized", 2 / 3),  # the cat | cat the | the cat
     ],
 )
-def test_auto_bleu_hand_computed(text, n, expected):
-    assert auto_bleu(text, n) == pytest.approx(expected)
+def test_auto_bleu_hand_computed(text, n, tokenizer, expected):
+    assert auto_bleu(text, n, tokenizer) == pytest.approx(expected)
+
+
+def test_auto_bleu_words_are_nltks_by_default():
+    assert auto_bleu_words("The dog ran. the dog sat.") == ["The", "dog", "ran.", "the", "dog", "sat", "."]
+    assert auto_bleu_words("I can't, I can't.", "normalized") == ["i", "can't", "i", "can't"]
+
+
+def test_auto_bleu_bad_options_are_one_line_config_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'spacy'; choose from nltk, normalized"):
+        auto_bleu("a b", 2, "spacy")
+    with pytest.raises(ConfigError, match="auto-BLEU n must be at least 1, got 0"):
+        auto_bleu("a b", 0)
+    path = write_jsonl(tmp_path / "p.jsonl", PAIRS)
+    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'words'"):
+        build_preference_datasets([path], num_units=500, auto_bleu_tokenizer="words")
+
+
+def reference_auto_bleu(words: list[str], n: int) -> float:
+    """The definition read literally: the share of n-gram positions i whose n-gram equals the one at some j != i."""
+    grams = [words[i : i + n] for i in range(len(words) - n + 1)]
+    repeated = [any(grams[j] == grams[i] for j in range(len(grams)) if j != i) for i in range(len(grams))]
+    return sum(repeated) / len(grams) if grams else 0.0
+
+
+def test_demo_filter_keeps_what_the_papers_definition_keeps():
+    """The demo pairs the filter keeps are those whose prompt_text + " " + chosen_text scores < 0.3 under the
+    definition read literally, words from NLTK's tokenizer (slamkit's); the normalized words keep fewer of them."""
+    import pyarrow.parquet as pq
+    from nltk.tokenize import NLTKWordTokenizer
+
+    rows = pq.read_table(os.path.join(REPO, "data/demo/dpo/validation.parquet")).to_pylist()
+    words = NLTKWordTokenizer()
+    expected = [
+        r["prompt_text"]
+        for r in rows
+        if reference_auto_bleu(words.tokenize(f"{r['prompt_text']} {r['chosen_text']}"), 2) < 0.3
+    ]
+    kept = load_preference_dataset([os.path.join(REPO, "data/demo/dpo")], num_units=500, split="validation")
+    assert kept["prompt_text"] == expected
+    normalized = load_preference_dataset(
+        [os.path.join(REPO, "data/demo/dpo")], num_units=500, split="validation", auto_bleu_tokenizer="normalized"
+    )
+    assert len(normalized) < len(expected) < len(rows)  # the two word splits disagree on these pairs
 
 
 # -- data ---------------------------------------------------------------------------------------------------------------
@@ -74,6 +125,12 @@ def test_repetition_filter_and_its_errors(tmp_path):
     assert len(load_preference_dataset([path], num_units=500)) == 1
     assert len(load_preference_dataset([path], num_units=500, auto_bleu_threshold=0.7)) == 2
     assert len(load_preference_dataset([path], num_units=500, auto_bleu_filter=False)) == 2
+    # Repetitive only once case and punctuation are dropped: the paper's (NLTK) words keep it, normalized drops it.
+    cased = write_jsonl(
+        tmp_path / "cased.jsonl", [dict(PAIRS[0], prompt_text="The dog ran.", chosen_text="the dog sat.")]
+    )
+    assert len(load_preference_dataset([cased], num_units=500)) == 1
+    assert len(load_preference_dataset([cased], num_units=500, auto_bleu_tokenizer="normalized")) == 0
     bare = write_jsonl(tmp_path / "bare.jsonl", [{k: p[k] for k in ("prompt", "chosen", "rejected")} for p in PAIRS])
     with pytest.raises(DataError, match=r"auto_bleu_filter needs text column\(s\) \['prompt_text', 'chosen_text'\]"):
         load_preference_dataset([bare], num_units=500)
@@ -188,11 +245,22 @@ def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_unit_lm_dir, peft_sa
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-3000:]
     assert dpo_logs(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_unit_lm_dir)
     if peft_save == "merged":  # a plain model, loadable without peft
         assert not (out / "adapter_config.json").exists()
-        assert AutoModelForCausalLM.from_pretrained(out).config.vocab_size == 502
-    else:
+        tuned = AutoModelForCausalLM.from_pretrained(out)
+    else:  # the adapters, loaded onto the base they were trained on, then merged by peft itself
+        from peft import PeftModel
+
         assert (out / "adapter_config.json").exists()
+        tuned = PeftModel.from_pretrained(base, out).merge_and_unload()
+        base = AutoModelForCausalLM.from_pretrained(tiny_unit_lm_dir)
+    tuned, base = tuned.state_dict(), base.state_dict()
+    changed = {name for name in base if not torch.equal(tuned[name], base[name])}
+    linear = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    adapted = {name for name in base if name.endswith(".weight") and name.split(".")[-2] in linear}
+    # every adapted linear layer moved, and nothing else (DPO keeps the embeddings, the head and the norms)
+    assert adapted and changed == adapted, changed ^ adapted
 
 
 def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
@@ -214,10 +282,13 @@ def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
     assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
 
 
-@pytest.mark.parametrize("case", ["text_lm", "no_text", "missing_field"])
+@pytest.mark.parametrize("case", ["text_lm", "no_text", "missing_field", "auto_bleu_tokenizer"])
 def test_dpo_bad_input(tmp_path, tiny_unit_lm_dir, tiny_text_lm_dir, case):
     out = tmp_path / "out"
-    if case == "text_lm":
+    if case == "auto_bleu_tokenizer":
+        args = ["--model_name_or_path", tiny_unit_lm_dir, "--auto_bleu_tokenizer", "spacy"]
+        message = "auto_bleu_tokenizer must be one of ('nltk', 'normalized'), got 'spacy'"
+    elif case == "text_lm":
         args, message = ["--model_name_or_path", tiny_text_lm_dir], "has vocab_size 1000, the unit tokenizer has 502"
     elif case == "missing_field":  # preference rows without `rejected`
         rows = write_jsonl(tmp_path / "half.jsonl", [{k: p[k] for k in ("prompt", "chosen")} for p in PAIRS])

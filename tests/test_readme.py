@@ -14,6 +14,7 @@ from slam_recipes.configs import (
     EvalArguments,
     ModelArguments,
     PreferenceDataArguments,
+    PretrainModelArguments,
     parse_recipe_args,
 )
 from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
@@ -107,7 +108,7 @@ def test_quoted_dpo_commands_parse(command):
 def test_quoted_pretrain_commands_parse(command):
     argv = shlex.split(command.strip())
     model_args, data_args, training_args = parse_recipe_args(
-        (ModelArguments, DataArguments, PretrainConfig), [*argv, "--use_cpu", "true"]
+        (PretrainModelArguments, DataArguments, PretrainConfig), [*argv, "--use_cpu", "true"]
     )
     assert model_args.model_name_or_path and data_args.dataset_name
 

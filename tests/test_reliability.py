@@ -60,7 +60,9 @@ def test_sigterm_checkpoints_and_the_resumed_run_matches_an_uninterrupted_one(tm
     assert f"preempted at step {stopped}: {out}/checkpoint-{stopped} written" in output
     assert not (out / "model.safetensors").exists()  # the run is not finished: no final model
     with open(out / checkpoint / "trainer_state.json") as f:
-        spent = json.load(f)["stateful_callbacks"]["TimeBudgetCallback"]["attributes"]["elapsed_before"]
+        stateful = json.load(f)["stateful_callbacks"]
+    spent = stateful["TimeBudgetCallback"]["attributes"]["elapsed_before"]
+    trained = stateful["TrainingClockCallback"]["attributes"]["seconds"]  # training time up to the checkpoint
     assert spent > 0
 
     (out / "checkpoint-99").mkdir()  # a save a crash cut short: never resumed from, removed
@@ -79,8 +81,10 @@ def test_sigterm_checkpoints_and_the_resumed_run_matches_an_uninterrupted_one(tm
     assert not (out / "checkpoint-99").exists()
     with open(out / "run_summary.json") as f:
         summary = json.load(f)
-    runtime = summary["training"]["wall_time_seconds"]  # this session's training time
-    assert summary["budget"]["used_seconds"] == pytest.approx(spent + runtime, abs=1.0)  # the deadline kept
+    # the run's training time spans both sessions; the budget used, both too: the deadline was kept
+    session = summary["training"]["wall_time_seconds"] - trained
+    assert summary["training"]["sessions"] == 2 and trained == pytest.approx(spent, abs=0.5) and session > 0
+    assert summary["budget"]["used_seconds"] == pytest.approx(spent + session, abs=1.0)
 
 
 def test_sigint_during_dpo_checkpoints_too(tmp_path, tiny_unit_lm_dir):

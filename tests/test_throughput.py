@@ -18,15 +18,24 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 def test_slam_architecture_matches_the_paper():
     """Random init of the shipped Qwen2.5-0.5B config with the unit vocabulary: the paper's parameter count (Table 6)
-    and the issue's 2.414 GFLOP per token at context 1024."""
+    and the issue's 2.414 GFLOP per token at context 1024, against torch's FLOP counter on a training step (see
+    tests/test_model.py for the term-by-term account)."""
+    from torch.utils.flop_counter import FlopCounterMode
     from transformers import AutoConfig, AutoModelForCausalLM
 
     config = AutoConfig.from_pretrained(throughput.SLAM_ARCHITECTURE)
     config.vocab_size = 502
-    with torch.device("meta"):
-        model = AutoModelForCausalLM.from_config(config)
+    with torch.device("meta"):  # the counter needs shapes only
+        model = AutoModelForCausalLM.from_config(config, attn_implementation="eager")
+        ids = torch.zeros(1, 1024, dtype=torch.long)
     assert count_parameters(model) == 358_347_904
-    assert model_flops_per_token(model, 1024) == 2_414_328_576
+    with FlopCounterMode(display=False) as counter:
+        model(input_ids=ids, labels=ids).loss.backward()
+    # The counter sees the matmuls (the head included, through the tied embedding the formula counts once); the
+    # formula's 6N also counts the norm weights and q/k/v biases, which no matmul uses: 6 FLOPs each.
+    norms_and_biases = 24 * (2 * 896 + 896 + 2 * 128) + 896
+    counted = counter.get_total_flops() / 1024
+    assert model_flops_per_token(model, 1024) == counted + 6 * norms_and_biases == 2_414_328_576
 
 
 def test_synthetic_lengths_realistic_and_reproducible(tmp_path):
@@ -59,7 +68,7 @@ def test_sdpa_varlen_flat_batch_equals_separate_documents(twin_models):
     """Logits and gradients of a flat padding-free batch equal those of each document alone (one-token pieces, such
     as the tail of a chunked utterance, included)."""
     varlen, reference = twin_models
-    assert flattens_batches("sdpa_varlen") and padding_free_is_exact(varlen)
+    assert flattens_batches("sdpa_varlen") and padding_free_is_exact(varlen, "sdpa_varlen")
     docs = [[1, 5, 9, 33, 1], [1, 70, 71, 1], [402], [1, 400, 401, 402, 403, 1]]
     batch = _flat_batch(docs)
     assert batch["cu_seq_lens_q"].tolist() == [0, 5, 9, 10, 16]
@@ -94,12 +103,55 @@ def test_sdpa_varlen_padded_batches_and_generation(twin_models):
         assert torch.equal(generated, reference.generate(input_ids[:1], max_new_tokens=6, do_sample=False))
 
 
-def test_sdpa_varlen_refuses_models_with_learned_positions(tmp_path):
+def test_sdpa_varlen_left_padded_decoding_equals_sdpa_and_one_at_a_time(twin_models):
+    """Left-padded prompts of different lengths: the prefill, every cached one-token decode step (where the query
+    is one token and the padding mask must still hide the pad keys) and greedy continuations equal sdpa's and those
+    of each prompt alone, unpadded (issue 20, part 1)."""
+    from transformers import GenerationConfig
+
+    from slam_recipes.generation import generate_continuations
+
+    varlen, reference = twin_models
+    rng = np.random.default_rng(3)
+    prompts = [rng.integers(0, 500, size) for size in (2, 9, 5, 7)]
+    ids = [[1, *(p + 2).tolist()] for p in prompts]
+    width = max(map(len, ids))
+    input_ids = torch.zeros(len(ids), width, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    for row, seq in enumerate(ids):
+        input_ids[row, width - len(seq) :], mask[row, width - len(seq) :] = torch.tensor(seq), 1
+    nxt = torch.tensor([[7], [8], [9], [10]])
+    with torch.no_grad():
+        steps = {}
+        for name, model in (("varlen", varlen), ("sdpa", reference)):
+            prefill = model(input_ids=input_ids, attention_mask=mask, use_cache=True)
+            step_mask = torch.cat([mask, torch.ones_like(nxt)], dim=1)
+            step = model(input_ids=nxt, attention_mask=step_mask, past_key_values=prefill.past_key_values)
+            steps[name] = (prefill.logits[:, -1], step.logits[:, -1])
+        for row, seq in enumerate(ids):  # a second path: each prompt alone, no padding at all
+            alone = reference(input_ids=torch.tensor([seq + [int(nxt[row])]])).logits[0]
+            for ours in (steps["varlen"], steps["sdpa"]):
+                torch.testing.assert_close(ours[0][row], alone[-2], atol=1e-5, rtol=1e-5)
+                torch.testing.assert_close(ours[1][row], alone[-1], atol=1e-5, rtol=1e-5)
+    config = GenerationConfig(max_new_tokens=8, do_sample=False, pad_token_id=0, eos_token_id=1, bos_token_id=1)
+    batched = generate_continuations(varlen, prompts, config, batch_size=4)
+    assert batched == generate_continuations(reference, prompts, config, batch_size=4)
+    assert batched == generate_continuations(varlen, prompts, config, batch_size=1)
+    assert sum(len(r["units"]) for r in batched) > len(prompts)  # the comparison covers several decode steps
+
+
+def test_check_packing_probes_the_models_own_kernel(tmp_path):
+    """OPT built with sdpa is refused even when the collator makes the flat `cu_seq_lens` row (its sdpa mask ignores
+    the boundaries); built with sdpa_varlen, the same architecture is exact and accepted (issue 20, part 5)."""
     from slam_recipes.errors import DataError
 
-    opt = build_unit_lm(write_config(tmp_path, TINY_CONFIGS["opt"]), twist_init=False, attn_implementation="sdpa")
-    with pytest.raises(DataError, match="padding_free is not exact"):
+    config = write_config(tmp_path, TINY_CONFIGS["opt"])
+    opt = build_unit_lm(config, twist_init=False, attn_implementation="sdpa")
+    with pytest.raises(DataError, match=r"padding_free is not exact .* attention crosses documents \(its sdpa mask"):
         check_packing(opt, "padding_free", "sdpa_varlen")
+    check_packing(
+        build_unit_lm(config, twist_init=False, attn_implementation="sdpa_varlen"), "padding_free", "sdpa_varlen"
+    )
 
 
 def test_static_shapes_pad_every_batch_to_the_context():

@@ -1,9 +1,10 @@
+import numpy as np
 import pytest
 from conftest import TINY_CONFIGS, write_config
 from transformers import AutoTokenizer
 
 from slam_recipes.errors import DataError
-from slam_recipes.units import build_unit_tokenizer, parse_unit_string, units_to_string
+from slam_recipes.units import build_unit_tokenizer, frame_units, parse_unit_string, units_to_string
 
 
 def test_vocabulary_layout():
@@ -36,6 +37,22 @@ def test_round_trip_from_saved_folder_next_to_base_lm_config(tmp_path, model_typ
     assert (tok.pad_token_id, tok.bos_token_id, tok.eos_token_id) == (0, 1, 1)
     assert tok.decode([1, 19, 7, 1]) == "<S><Un17><Un5><S>"
     assert tok.decode([1, 19, 7, 1], skip_special_tokens=True) == "<Un17><Un5>"
+
+
+def test_frame_units_frames_every_row():
+    units = np.array([0, 499, 7, 3, 3, 4])
+    ids, offsets = frame_units(units, np.array([0, 2, 3, 6]))
+    assert ids.dtype == np.uint16
+    assert ids.tolist() == [1, 2, 501, 1, 1, 9, 1, 1, 5, 5, 6, 1]  # <S> u+2 <S> per row, worked out by hand
+    assert offsets.tolist() == [0, 4, 7, 12]
+    assert units.tolist() == [0, 499, 7, 3, 3, 4]  # the caller's unit indices are left as they were
+    ids, offsets = frame_units(np.array([5]), np.array([0, 1]), dtype=np.int64)
+    assert ids.dtype == np.int64 and ids.tolist() == [1, 7, 1] and offsets.tolist() == [0, 3]
+    ids, offsets = frame_units(np.array([], dtype=np.int64), np.array([0]))  # a batch with every row filtered out
+    assert ids.size == 0 and offsets.tolist() == [0]
+    # A second path to the ids: the unit tokenizer reading the same rows as text, special tokens written out.
+    ids, _ = frame_units(np.array([0, 499, 7]), np.array([0, 2, 3]))
+    assert build_unit_tokenizer(500)("<S><Un0><Un499><S><S><Un7><S>").input_ids == ids.tolist()
 
 
 def test_parse_unit_string():

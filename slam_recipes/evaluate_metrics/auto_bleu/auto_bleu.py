@@ -11,13 +11,19 @@ import evaluate
 import numpy as np
 
 from slam_recipes.evaluate_metrics import SLAMMING_CITATION
-from slam_recipes.metrics import auto_bleu
+from slam_recipes.metrics import auto_bleu, check_auto_bleu
 
 _DESCRIPTION = """
 auto-BLEU measures repetition inside a generated text, following the generative spoken language modelling
-evaluation of Lakhotia et al. (2021). For each text, the words (lower-cased runs of letters, digits and apostrophes)
-are cut into overlapping n-grams, and the text scores the share of its n-grams that appear more than once in it:
-0 means no n-gram repeats, 1 means every n-gram does. A text with fewer than n words scores 0.
+evaluation of Lakhotia et al. (2021) as the Slamming paper's code (slamkit `calc_auto_bleu`) computes it. Each text
+is split into words, the words are cut into overlapping n-grams, and the text scores the share of its n-gram
+positions whose n-gram also occurs at another position: 0 means no n-gram repeats, 1 means every n-gram does. A text
+with fewer than n words scores 0.
+
+Words come from NLTK's word tokenizer (`nltk.tokenize.NLTKWordTokenizer`, Treebank-style), as in slamkit: case is
+kept and punctuation marks are words of their own, so "The dog ran. the dog sat." scores 0 (no bigram repeats). The
+`normalized` tokenizer lower-cases and keeps only runs of letters, digits and apostrophes; the same text then scores
+0.4 ("the dog" twice of five bigrams).
 
 The metric averages the per-text values over all texts and reports the mean times 100, the scale of the Slamming
 paper's generation table and of this package's generative evaluation (`auto_bleu` in generative_eval.json).
@@ -28,13 +34,19 @@ _KWARGS_DESCRIPTION = """
 Args:
     predictions (`list` of `str`): the texts to score, e.g. ASR transcripts of generated speech continuations.
     n (`int`, defaults to 2): the n-gram order (bigrams, as in the paper).
+    tokenizer (`str`, defaults to `"nltk"`): how words are split: `"nltk"` (the paper's) or `"normalized"`
+        (lower-cased, punctuation dropped).
     return_per_text (`bool`, defaults to `False`): also return each text's auto-BLEU (x100).
 
 Returns:
     auto_bleu (`float`): mean auto-BLEU over the texts, x100 (NaN when there are no texts). Lower is better.
     auto_bleu_n (`int`): the n-gram order used.
+    auto_bleu_tokenizer (`str`): the word tokenizer used.
     auto_bleu_per_text (`list` of `float`): each text's auto-BLEU, x100, in input order (only with
         `return_per_text=True`).
+
+Raises:
+    slam_recipes.errors.ConfigError: n below 1, or an unknown `tokenizer`.
 
 Example:
     >>> import evaluate
@@ -43,6 +55,8 @@ Example:
     >>> result = metric.compute(predictions=["the cat saw the cat", "a dog ran"], return_per_text=True)
     >>> result["auto_bleu"], result["auto_bleu_per_text"]
     (25.0, [50.0, 0.0])
+    >>> metric.compute(predictions=["The dog ran. the dog sat."], tokenizer="normalized")["auto_bleu"]
+    40.0
 """
 
 _CITATION = (
@@ -76,9 +90,16 @@ class AutoBleu(evaluate.Metric):
             reference_urls=["https://aclanthology.org/2021.tacl-1.79", "https://arxiv.org/abs/2502.15814"],
         )
 
-    def _compute(self, predictions: list[str], n: int = 2, return_per_text: bool = False) -> dict:
-        per_text = [100 * auto_bleu(text, n) for text in predictions]
-        result = {"auto_bleu": float(np.mean(per_text)) if per_text else float("nan"), "auto_bleu_n": n}
+    def _compute(
+        self, predictions: list[str], n: int = 2, tokenizer: str = "nltk", return_per_text: bool = False
+    ) -> dict:
+        check_auto_bleu(n, tokenizer)  # also when there are no predictions
+        per_text = [100 * auto_bleu(text, n, tokenizer) for text in predictions]
+        result = {
+            "auto_bleu": float(np.mean(per_text)) if per_text else float("nan"),
+            "auto_bleu_n": n,
+            "auto_bleu_tokenizer": tokenizer,
+        }
         if return_per_text:
             result["auto_bleu_per_text"] = per_text
         return result
