@@ -19,6 +19,19 @@ from slam_recipes.errors import ConfigError
 
 PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.pack
 AUTO_BLEU_TOKENIZERS = ("nltk", "normalized")  # see slam_recipes.metrics.auto_bleu_words; the first is the paper's
+AUTO_BLEU_TOKENIZER_HELP = (
+    f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word tokenizer; case and "
+    "punctuation kept); normalized: lower-cased, punctuation dropped."
+)
+
+
+def check_auto_bleu(n: int, tokenizer: str) -> None:
+    """The auto-BLEU options, for the DPO filter and the generative metrics: a one-line `ConfigError` when the n-gram
+    order `n` is below 1 or `tokenizer` is not one of `AUTO_BLEU_TOKENIZERS`."""
+    if n < 1:
+        raise ConfigError(f"auto_bleu_n must be at least 1, got {n}")
+    if tokenizer not in AUTO_BLEU_TOKENIZERS:
+        raise ConfigError(f"auto_bleu_tokenizer must be one of {AUTO_BLEU_TOKENIZERS}, got {tokenizer!r}")
 
 
 @dataclass
@@ -232,22 +245,11 @@ class PreferenceDataArguments(SourceArguments):
     auto_bleu_threshold: float = field(
         default=0.3, metadata={"help": "Drop a pair at auto-BLEU >= this (paper: 0.3)."}
     )
-    auto_bleu_tokenizer: str = field(
-        default="nltk",
-        metadata={
-            "help": f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word "
-            "tokenizer; case and punctuation kept); normalized: lower-cased, punctuation dropped."
-        },
-    )
+    auto_bleu_tokenizer: str = field(default="nltk", metadata={"help": AUTO_BLEU_TOKENIZER_HELP})
 
     def __post_init__(self):
         super().__post_init__()
-        if self.auto_bleu_n < 1:
-            raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
-        if self.auto_bleu_tokenizer not in AUTO_BLEU_TOKENIZERS:
-            raise ConfigError(
-                f"auto_bleu_tokenizer must be one of {AUTO_BLEU_TOKENIZERS}, got {self.auto_bleu_tokenizer!r}"
-            )
+        check_auto_bleu(self.auto_bleu_n, self.auto_bleu_tokenizer)
 
 
 @dataclass
@@ -459,13 +461,7 @@ class GenPPLArguments:
     )
     ppl_batch_size: int = field(default=16, metadata={"help": "Transcripts per text-LM batch."})
     auto_bleu_n: int = field(default=2, metadata={"help": "auto-BLEU n-gram order (paper: 2, word bigrams)."})
-    auto_bleu_tokenizer: str = field(
-        default="nltk",
-        metadata={
-            "help": f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word "
-            "tokenizer; case and punctuation kept); normalized: lower-cased, punctuation dropped."
-        },
-    )
+    auto_bleu_tokenizer: str = field(default="nltk", metadata={"help": AUTO_BLEU_TOKENIZER_HELP})
 
 
 @dataclass
@@ -481,12 +477,7 @@ class EvalArguments(GenPPLArguments, GenerationArguments, BenchmarkArguments, Sp
             self.check_generation()
             if not self.vocoder_path:
                 raise ConfigError("the generative metrics need vocoder_path (a unit HiFi-GAN checkpoint)")
-            if self.auto_bleu_n < 1:
-                raise ConfigError(f"auto_bleu_n must be at least 1, got {self.auto_bleu_n}")
-            if self.auto_bleu_tokenizer not in AUTO_BLEU_TOKENIZERS:
-                raise ConfigError(
-                    f"auto_bleu_tokenizer must be one of {AUTO_BLEU_TOKENIZERS}, got {self.auto_bleu_tokenizer!r}"
-                )
+            check_auto_bleu(self.auto_bleu_n, self.auto_bleu_tokenizer)
 
 
 @dataclass

@@ -433,7 +433,8 @@ def generative_metrics(
     perplexity and auto-BLEU for the listening page. `tokenizer` is the text LM's."""
     import math
 
-    from slam_recipes.metrics import auto_bleu, check_auto_bleu, perplexity_summary, text_nll
+    from slam_recipes.configs import check_auto_bleu
+    from slam_recipes.metrics import auto_bleu, perplexity_summary, text_nll
 
     check_auto_bleu(n, auto_bleu_tokenizer)  # before the text LM's time is spent
     nll = text_nll(transcripts, text_lm, tokenizer, batch_size=batch_size)

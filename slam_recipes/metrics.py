@@ -12,8 +12,7 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 
-from slam_recipes.configs import AUTO_BLEU_TOKENIZERS  # ("nltk", "normalized"): the paper's first, the default
-from slam_recipes.errors import ConfigError
+from slam_recipes.configs import check_auto_bleu  # the options' one check (configs: a leaf module)
 
 _NORMALIZED_WORD = re.compile(r"[\w']+")
 
@@ -23,15 +22,6 @@ def _nltk_word_tokenizer():
     from nltk.tokenize import NLTKWordTokenizer  # nltk's import is slow (seconds); its tokenizer needs no data files
 
     return NLTKWordTokenizer()
-
-
-def check_auto_bleu(n: int, tokenizer: str) -> None:
-    """A one-line `ConfigError` when the n-gram order `n` is below 1 or `tokenizer` is not one of
-    `AUTO_BLEU_TOKENIZERS`."""
-    if n < 1:
-        raise ConfigError(f"auto-BLEU n must be at least 1, got {n}")
-    if tokenizer not in AUTO_BLEU_TOKENIZERS:
-        raise ConfigError(f"unknown auto-BLEU tokenizer {tokenizer!r}; choose from {', '.join(AUTO_BLEU_TOKENIZERS)}")
 
 
 def auto_bleu_words(text: str, tokenizer: str = "nltk") -> list[str]:

@@ -13,9 +13,10 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
+from slam_recipes.configs import check_auto_bleu
 from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
-from slam_recipes.metrics import auto_bleu, check_auto_bleu
+from slam_recipes.metrics import auto_bleu
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")

@@ -139,9 +139,11 @@ def test_auto_bleu_known_values(load):
 
 def test_auto_bleu_bad_options(load):
     metric = load("auto_bleu")
-    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'moses'; choose from nltk, normalized"):
+    with pytest.raises(
+        ConfigError, match="auto_bleu_tokenizer must be one of \\('nltk', 'normalized'\\), got 'moses'"
+    ):
         metric.compute(predictions=["a b"], tokenizer="moses")
-    with pytest.raises(ConfigError, match="auto-BLEU n must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="auto_bleu_n must be at least 1, got 0"):
         metric.compute(predictions=[], n=0)
 
 

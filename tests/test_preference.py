@@ -57,12 +57,14 @@ def test_auto_bleu_words_are_nltks_by_default():
 
 
 def test_auto_bleu_bad_options_are_one_line_config_errors(tmp_path):
-    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'spacy'; choose from nltk, normalized"):
+    with pytest.raises(
+        ConfigError, match="auto_bleu_tokenizer must be one of \\('nltk', 'normalized'\\), got 'spacy'"
+    ):
         auto_bleu("a b", 2, "spacy")
-    with pytest.raises(ConfigError, match="auto-BLEU n must be at least 1, got 0"):
+    with pytest.raises(ConfigError, match="auto_bleu_n must be at least 1, got 0"):
         auto_bleu("a b", 0)
     path = write_jsonl(tmp_path / "p.jsonl", PAIRS)
-    with pytest.raises(ConfigError, match="unknown auto-BLEU tokenizer 'words'"):
+    with pytest.raises(ConfigError, match="auto_bleu_tokenizer must be .* got 'words'"):
         build_preference_datasets([path], num_units=500, auto_bleu_tokenizer="words")
 
 

@@ -10,8 +10,9 @@ import datasets
 import evaluate
 import numpy as np
 
+from slam_recipes.configs import check_auto_bleu
 from slam_recipes.evaluate_metrics import SLAMMING_CITATION
-from slam_recipes.metrics import auto_bleu, check_auto_bleu
+from slam_recipes.metrics import auto_bleu
 
 _DESCRIPTION = """
 auto-BLEU measures repetition inside a generated text, following the generative spoken language modelling
