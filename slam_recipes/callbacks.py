@@ -183,6 +183,14 @@ def last_step_before(step: int, remaining: float, step_time: float, pauses: list
     return low
 
 
+def saved_attributes(callback: ExportableState, state: TrainerState) -> dict | None:
+    """The attributes `callback` saved in the checkpoint being resumed (its `state()`), or None on a fresh start."""
+    saved = state.stateful_callbacks.get(type(callback).__name__)
+    if isinstance(saved, list):
+        saved = saved[0] if saved else None
+    return saved.get("attributes", {}) if saved and state.global_step > 0 else None
+
+
 class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Stop training at the time budget: the step that crosses it is the last one, then evaluate and save.
 
@@ -239,11 +247,8 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
 
     # -- events -----------------------------------------------------------------------------------------------------
     def on_train_begin(self, args, state, control, **kwargs):
-        saved = state.stateful_callbacks.get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[0] if saved else None
-        if saved and state.global_step > 0:  # resuming: keep the deadline of the original start
-            attributes = saved.get("attributes", {})
+        attributes = saved_attributes(self, state)
+        if attributes is not None:  # resuming: keep the deadline of the original start
             self.elapsed_before = float(attributes.get("elapsed_before", 0.0))
             if self.count_downtime and attributes.get("saved_at") is not None:
                 self.elapsed_before += max(0.0, self.wall_clock() - float(attributes["saved_at"]))
@@ -349,8 +354,6 @@ class TrainingClockCallback(TrainerCallback, ExportableState):
         self.sessions_before = 0
         self.session_start: float | None = None
         self.session_end: float | None = None
-        self.session_start_step = 0
-        self.session_start_tokens = 0
 
     def state(self) -> dict:
         return {"args": {}, "attributes": {"seconds": self.seconds(), "sessions": self.sessions_before + 1}}
@@ -366,15 +369,11 @@ class TrainingClockCallback(TrainerCallback, ExportableState):
         return self.sessions_before + (self.session_start is not None)
 
     def on_train_begin(self, args, state, control, **kwargs):
-        saved = state.stateful_callbacks.get(type(self).__name__)
-        if isinstance(saved, list):
-            saved = saved[0] if saved else None
-        if saved and state.global_step > 0:
-            self.seconds_before = float(saved.get("attributes", {}).get("seconds", 0.0))
-            self.sessions_before = int(saved.get("attributes", {}).get("sessions", 1))
+        attributes = saved_attributes(self, state)
+        if attributes is not None:
+            self.seconds_before = float(attributes.get("seconds", 0.0))
+            self.sessions_before = int(attributes.get("sessions", 1))
         self.session_start, self.session_end = self.clock(), None
-        self.session_start_step = state.global_step
-        self.session_start_tokens = int(state.num_input_tokens_seen)
         return control
 
     def on_train_end(self, args, state, control, **kwargs):

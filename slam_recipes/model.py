@@ -36,7 +36,7 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
     apply_config_overrides(config, overrides, model_name_or_path)
     # Our special ids before the model is built: an embedding built with the base's padding_idx (OPT: 1, our `<S>`)
     # would keep that row at zero and never train it through the input lookup.
-    for cfg in {id(c): c for c in (config, config.get_text_config())}.values():
+    for cfg in (config, config.get_text_config()):  # the same object for a plain text LM
         cfg.pad_token_id, cfg.bos_token_id, cfg.eos_token_id = PAD_ID, BOS_ID, EOS_ID
     if twist_init:
         model = AutoModelForCausalLM.from_pretrained(model_name_or_path, config=config, **loading)

@@ -136,23 +136,27 @@ def run_recipe(script: str, *args: str, cwd: str = REPO) -> subprocess.Completed
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
-def reference_pair_score(model, benchmark, mean: bool = True, autocast_dtype=None) -> float:
+def reference_pair_score(
+    model, benchmark, mean: bool = True, autocast_dtype=None, near_tie: float | None = None
+) -> float:
     """A pair benchmark's score (× 100) the plain way, independent of `slam_recipes.evaluation`: every sequence scored
-    alone (no batching, padding or de-duplication) by log-softmax of one forward pass; a pair counts 1 when the
-    positive's log-likelihood (mean over the predicted tokens, or sum) is higher, ½ on a tie. With an `id` column,
-    the mean over each (type, subtype, id) group, then over groups (ZeroSpeech 2021), else over pairs."""
+    alone (no batching, padding or de-duplication) by a float64 log-softmax of one forward pass; a pair counts 1 when
+    the positive's log-likelihood (mean over the predicted tokens, or sum) is higher, ½ on a tie. With an `id`
+    column, the mean over each (type, subtype, id) group, then over groups (ZeroSpeech 2021), else over pairs. With
+    `near_tie`, a pair whose scores differ by less (but are not equal), which batching could flip, fails the test."""
     import torch
 
     def log_likelihood(ids) -> float:
         ids = torch.as_tensor([list(ids)], dtype=torch.long)
         with torch.no_grad(), torch.autocast("cpu", dtype=autocast_dtype, enabled=autocast_dtype is not None):
-            logits = model(input_ids=ids).logits[0, :-1].float()
+            logits = model(input_ids=ids).logits[0, :-1].double()
         picked = torch.log_softmax(logits, dim=-1).gather(1, ids[0, 1:, None])
         return float(picked.mean() if mean else picked.sum())
 
     outcomes = []
     for positive, negative in zip(benchmark.positive, benchmark.negative, strict=True):
         a, b = log_likelihood(positive), log_likelihood(negative)
+        assert near_tie is None or a == b or abs(a - b) > near_tie, "a near-tie that float32 batching could flip"
         outcomes.append(1.0 if a > b else 0.5 if a == b else 0.0)
     columns = benchmark.columns
     keys = [c for c in ("type", "subtype", "id") if c in columns] if "id" in columns else []

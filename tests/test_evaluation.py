@@ -7,7 +7,7 @@ import wave
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_recipe, write_jsonl
+from conftest import REPO, reference_pair_score, run_recipe, write_jsonl
 
 from slam_recipes.benchmarks import UnitTable, convert_benchmark, read_salmon, read_storycloze, read_zr2021
 from slam_recipes.errors import DataError
@@ -39,20 +39,9 @@ def reference_log_likelihood(model, ids: np.ndarray) -> tuple[float, int]:
 
 
 def reference_score(model, benchmark: PairBenchmark) -> float:
-    """Independent benchmark score (×100), one unpadded sample at a time with mean log-likelihoods: a pair scores 1
-    when its positive is more likely, 0.5 on equal scores, else 0; with an `id` column, pairs are averaged within
-    each (type, subtype, id) group first, then over groups (ZeroSpeech 2021)."""
-    groups: dict[tuple, list[float]] = {}
-    for row, (positive, negative) in enumerate(zip(benchmark.positive, benchmark.negative, strict=True)):
-        total_p, count_p = reference_log_likelihood(model, positive)
-        total_n, count_n = reference_log_likelihood(model, negative)
-        margin = total_p / count_p - total_n / count_n
-        assert margin == 0 or abs(margin) > 1e-4, "a near-tie that float32 batching could flip"
-        key = tuple(benchmark.columns[c][row] for c in ("type", "subtype", "id") if c in benchmark.columns)
-        groups.setdefault(key if "id" in benchmark.columns else (row,), []).append(
-            1.0 if margin > 0 else 0.5 if margin == 0 else 0.0
-        )
-    return 100 * float(np.mean([np.mean(outcomes) for outcomes in groups.values()]))
+    """Independent benchmark score (×100) with mean log-likelihoods, one unpadded sample at a time
+    (conftest.reference_pair_score), refusing near-ties that float32 batching could flip."""
+    return reference_pair_score(model, benchmark, near_tie=1e-4)
 
 
 def samples(rng, n, low=3, high=40):
