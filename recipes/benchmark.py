@@ -54,7 +54,8 @@ def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3
     time is the fastest of `repeats` runs."""
     import datasets
 
-    from slam_recipes.data import count_tokens, load_source, pack, to_token_ids
+    from slam_recipes.data.packing import pack
+    from slam_recipes.data.sources import count_tokens, load_source, to_token_ids
     from slam_recipes.throughput import string_tokenizer_ids
 
     no_chunking = 1 << 30  # the string path does not chunk: compare whole utterances
@@ -189,8 +190,8 @@ def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
 def bench_evaluation(model_dir: str) -> list[dict]:
     """Pairs/s of the likelihood metrics on the demo benchmarks: batched by length (the recipe's way) against one
     sample per forward pass."""
-    from slam_recipes.evaluation import evaluate_benchmark, load_benchmarks
-    from slam_recipes.model import load_speech_lm
+    from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks
+    from slam_recipes.modeling.unit_lm import load_speech_lm
 
     model = load_speech_lm(model_dir, 500)
     demo = os.path.join(REPO, "data", "demo", "eval")
@@ -213,8 +214,8 @@ def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
     import torch
     from transformers import HubertConfig, HubertModel
 
-    from slam_recipes.features import HubertFeatures, MFCCFeatures
-    from slam_recipes.kmeans import NearestCentroid
+    from slam_recipes.audio.features import HubertFeatures, MFCCFeatures
+    from slam_recipes.audio.kmeans import NearestCentroid
 
     rng = np.random.default_rng(0)
     waveforms = [(rng.standard_normal(16000 * 10) * 0.1).astype(np.float32) for _ in range(int(seconds_of_audio / 10))]

@@ -23,7 +23,7 @@ def main() -> None:
 
     (args,) = parse_recipe_args((ConvertArguments,))  # before the heavy imports: --help answers at once
 
-    from slam_recipes.benchmarks import convert_benchmark
+    from slam_recipes.evaluation.layouts import convert_benchmark
 
     dataset = convert_benchmark(
         args.layout,

@@ -18,7 +18,7 @@ from slam_recipes.errors import run_entry_point
 
 def main() -> None:
     from slam_recipes.configs import parse_recipe_args
-    from slam_recipes.slamkit import SlamkitConvertArguments, convert_slamkit_checkpoint
+    from slam_recipes.modeling.slamkit import SlamkitConvertArguments, convert_slamkit_checkpoint
 
     (args,) = parse_recipe_args((SlamkitConvertArguments,))
     summary = convert_slamkit_checkpoint(

@@ -42,7 +42,7 @@ def run_stage(name: str, script: str, *args: str) -> float:
 
 def main() -> None:
     from slam_recipes.configs import DemoArguments, parse_recipe_args
-    from slam_recipes.reports import write_demo_report
+    from slam_recipes.demo.report import write_demo_report
 
     (args,) = parse_recipe_args((DemoArguments,))
     pretrained, tuned = os.path.join(args.output_dir, "pretrain"), os.path.join(args.output_dir, "dpo")

@@ -17,7 +17,7 @@ def main() -> None:
     import dataclasses
 
     from slam_recipes.configs import ModelArguments, PreferenceDataArguments, parse_recipe_args, resolved_recipe
-    from slam_recipes.training_args import SlamDPOConfig
+    from slam_recipes.training.arguments import SlamDPOConfig
 
     parsed = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
     model_args, data_args, training_args = parsed
@@ -25,12 +25,12 @@ def main() -> None:
     from transformers import set_seed
 
     from slam_recipes import build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
-    from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.hub import check_trainer_push
-    from slam_recipes.model import build_lora_config, check_unit_lm, count_parameters, make_reference_model
-    from slam_recipes.preference import build_preference_datasets
-    from slam_recipes.reports import describe_run
-    from slam_recipes.trainer import UnitDPOTrainer, setup_logging, train_and_save
+    from slam_recipes.evaluation.likelihood import load_benchmarks
+    from slam_recipes.modeling.unit_lm import build_lora_config, check_unit_lm, count_parameters, make_reference_model
+    from slam_recipes.preference.pairs import build_preference_datasets
+    from slam_recipes.training.hub import check_trainer_push
+    from slam_recipes.training.records import describe_run
+    from slam_recipes.training.trainer import UnitDPOTrainer, setup_logging, train_and_save
 
     setup_logging(training_args)
     set_seed(training_args.seed)

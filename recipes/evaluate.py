@@ -34,10 +34,10 @@ def main() -> None:
     import torch
     import transformers
 
-    from slam_recipes.evaluation import evaluate_benchmark, load_benchmarks, results_markdown, write_results
-    from slam_recipes.generation import check_vocoder, evaluate_generation, load_asr, load_text_lm
-    from slam_recipes.model import load_speech_lm
-    from slam_recipes.vocoder import load_vocoder
+    from slam_recipes.audio.vocoder import load_vocoder
+    from slam_recipes.evaluation.generation import check_vocoder, evaluate_generation, load_asr, load_text_lm
+    from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks, results_markdown, write_results
+    from slam_recipes.modeling.unit_lm import load_speech_lm
 
     output_dir = args.output_dir or (
         args.model_name_or_path

@@ -25,10 +25,10 @@ def main() -> None:
 
     import torch
 
-    from slam_recipes.audio_units import open_audio_source
+    from slam_recipes.audio.features import SAMPLE_RATE, build_feature_extractor, read_audio
+    from slam_recipes.audio.kmeans import fit_kmeans, inertia, save_centroids
+    from slam_recipes.audio.tokenizer import open_audio_source
     from slam_recipes.errors import DataError
-    from slam_recipes.features import SAMPLE_RATE, build_feature_extractor, read_audio
-    from slam_recipes.kmeans import fit_kmeans, inertia, save_centroids
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = build_feature_extractor(

@@ -29,15 +29,15 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
-    from slam_recipes.generation import (
+    from slam_recipes.audio.vocoder import load_vocoder
+    from slam_recipes.evaluation.generation import (
         GENERATIONS_FILE,
         check_vocoder,
         continue_prompts,
         prompts_from_args,
         write_listening_page,
     )
-    from slam_recipes.model import load_speech_lm
-    from slam_recipes.vocoder import load_vocoder
+    from slam_recipes.modeling.unit_lm import load_speech_lm
 
     # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
     vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None

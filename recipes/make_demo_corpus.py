@@ -1,6 +1,6 @@
 """Build the offline spoken demo corpus: stories from a small grammar → espeak-ng speech (8 voice / accent / rate /
 pitch combinations, two kept for evaluation) → MFCC units (k-means 500 fitted on the training part, repeats
-removed), in the formats the pretraining, DPO and evaluation recipes read. See slam_recipes/demo_corpus.py.
+removed), in the formats the pretraining, DPO and evaluation recipes read. See slam_recipes/demo/corpus.py.
 
 The corpus is committed in data/demo, so nothing needs espeak-ng at run time; rebuilding needs the optional extra:
     pip install -e ".[tts]"        # espeak-ng (GPL-3.0-or-later), bundled by the espeakng-loader wheel
@@ -21,10 +21,11 @@ def main() -> None:
     import tempfile
 
     from slam_recipes.configs import DemoCorpusArguments, parse_recipe_args
-    from slam_recipes.demo_corpus import (
+    from slam_recipes.demo.corpus import (
         DATASETS,
         MANIFEST_FILE,
         CorpusSizes,
+        check_build_options,
         compare_corpus,
         write_corpus,
     )
@@ -32,6 +33,7 @@ def main() -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((DemoCorpusArguments,))
+    check_build_options(args.only, args.max_rows)
     names = args.only or list(DATASETS)
     options = {
         "only": names,

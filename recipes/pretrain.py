@@ -20,7 +20,7 @@ def main() -> None:
     import dataclasses
 
     from slam_recipes.configs import DataArguments, PretrainModelArguments, parse_recipe_args, resolved_recipe
-    from slam_recipes.training_args import PretrainConfig
+    from slam_recipes.training.arguments import PretrainConfig
 
     parsed = model_args, data_args, training_args = parse_recipe_args(
         (PretrainModelArguments, DataArguments, PretrainConfig)
@@ -38,11 +38,11 @@ def main() -> None:
         check_vocab,
         load_or_build_tokenizer,
     )
-    from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.hub import check_trainer_push
-    from slam_recipes.model import build_lora_config, count_parameters, model_flops_per_token
-    from slam_recipes.reports import describe_run
-    from slam_recipes.trainer import peak_flops_per_device, setup_logging, train_and_save
+    from slam_recipes.evaluation.likelihood import load_benchmarks
+    from slam_recipes.modeling.unit_lm import build_lora_config, count_parameters, model_flops_per_token
+    from slam_recipes.training.hub import check_trainer_push
+    from slam_recipes.training.records import describe_run
+    from slam_recipes.training.trainer import peak_flops_per_device, setup_logging, train_and_save
 
     setup_logging(training_args)
     set_seed(training_args.seed)

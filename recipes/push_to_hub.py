@@ -17,7 +17,7 @@ def main() -> None:
 
     (args,) = parse_recipe_args((PushArguments,))  # before the heavy imports: --help answers at once
 
-    from slam_recipes.hub import push_folder
+    from slam_recipes.training.hub import push_folder
 
     repo_id, commit = push_folder(
         args.model_dir,

@@ -30,14 +30,14 @@ def main() -> None:
     import torch
     from accelerate import PartialState
 
-    from slam_recipes.audio_units import (
+    from slam_recipes.audio.kmeans import load_centroids
+    from slam_recipes.audio.tokenizer import (
         CONFIG_FILE,
         build_audio_tokenizer,
         check_run_settings,
         tokenize_audio,
         write_report,
     )
-    from slam_recipes.kmeans import load_centroids
 
     if not args.output_dir:
         raise ConfigError("output_dir is required")

@@ -2,8 +2,8 @@
 
 Importing the package is cheap: the names below are loaded from their modules on first use (PEP 562), so a recipe's
 `--help` or a configuration check does not pay for torch, transformers and TRL. `attn_implementation:
-sdpa_varlen` is registered with transformers when a model asks for it (`slam_recipes.model`), or by importing
-`slam_recipes.attention`.
+sdpa_varlen` is registered with transformers when a model asks for it (`slam_recipes.modeling.unit_lm`), or by importing
+`slam_recipes.modeling.attention`.
 """
 
 from __future__ import annotations
@@ -13,13 +13,26 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "callbacks": ("CALLBACKS", "BudgetSchedule", "TimeBudgetCallback", "build_callbacks", "parse_time_budget"),
     "configs": ("DataArguments", "ModelArguments", "PretrainModelArguments", "parse_recipe_args"),
-    "data": ("build_collator", "build_pretraining_datasets", "check_packing", "load_unit_datasets", "pack"),
+    "data.packing": ("build_collator", "check_packing", "pack"),
+    "data.sources": ("build_pretraining_datasets", "load_unit_datasets"),
     "errors": ("ConfigError", "DataError", "SlamError"),
-    "model": ("build_unit_lm", "check_vocab", "count_parameters", "flops_per_token", "load_or_build_tokenizer"),
-    "trainer": ("SlamTrainerMixin", "UnitLMTrainer"),
-    "training_args": ("PretrainConfig", "TimeBudgetArguments"),
+    "modeling.unit_lm": (
+        "build_unit_lm",
+        "check_vocab",
+        "count_parameters",
+        "flops_per_token",
+        "load_or_build_tokenizer",
+    ),
+    "training.arguments": ("PretrainConfig", "TimeBudgetArguments"),
+    "training.callbacks": (
+        "CALLBACKS",
+        "BudgetSchedule",
+        "TimeBudgetCallback",
+        "build_callbacks",
+        "parse_time_budget",
+    ),
+    "training.trainer": ("SlamTrainerMixin", "UnitLMTrainer"),
     "units": ("build_unit_tokenizer",),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

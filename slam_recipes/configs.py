@@ -2,7 +2,7 @@
 
 Nothing here imports torch, transformers or TRL at module level, so parsing a non-training recipe and every
 `--help` stay fast; the training configs built on `TrainingArguments` / `DPOConfig` are in
-`slam_recipes.training_args`."""
+`slam_recipes.training.arguments`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import dataclasses
 import os
 import sys
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,12 +18,32 @@ import yaml
 
 from slam_recipes.errors import ConfigError
 
-PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.pack
-AUTO_BLEU_TOKENIZERS = ("nltk", "normalized")  # see slam_recipes.metrics.auto_bleu_words; the first is the paper's
+PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.packing.pack
+AUTO_BLEU_TOKENIZERS = (
+    "nltk",
+    "normalized",
+)  # see slam_recipes.evaluation.metrics.auto_bleu_words; the first is the paper's
 AUTO_BLEU_TOKENIZER_HELP = (
     f"One of {AUTO_BLEU_TOKENIZERS}: how auto-BLEU splits words. nltk: the paper's (NLTK's word tokenizer; case and "
     "punctuation kept); normalized: lower-cased, punctuation dropped."
 )
+
+
+def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
+    """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder."""
+    named: dict[str, str] = {}
+    for spec in specs or []:
+        name, sep, path = spec.partition("=")
+        if not sep:
+            path = spec
+            name = os.path.splitext(os.path.basename(os.path.normpath(spec)))[0]
+        name, path = name.strip(), path.strip()
+        if not name or not path:
+            raise ConfigError(f"benchmarks: {spec!r} is not name=path")
+        if name in named:
+            raise ConfigError(f"benchmarks: the name {name!r} is given twice")
+        named[name] = path
+    return named
 
 
 def check_auto_bleu(n: int, tokenizer: str) -> None:
@@ -277,8 +298,6 @@ class BenchmarkArguments:
     )
 
     def check_benchmarks(self) -> None:
-        from slam_recipes.evaluation import parse_benchmark_specs
-
         parse_benchmark_specs(self.benchmarks)
         if self.max_pairs is not None and self.max_pairs < 1:
             raise ConfigError(f"max_pairs must be at least 1, got {self.max_pairs}")
@@ -507,13 +526,9 @@ class ConvertArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace an existing output_dir."})
 
     def __post_init__(self):
-        from slam_recipes.benchmarks import LAYOUTS
-
-        for name in ("layout", "input_dir", "units", "output_dir"):
+        for name in ("layout", "input_dir", "units", "output_dir"):  # the layout name: convert_benchmark checks it
             if not getattr(self, name):
                 raise ConfigError(f"{name} is required")
-        if self.layout not in LAYOUTS:
-            raise ConfigError(f"layout must be one of {sorted(LAYOUTS)}, got {self.layout!r}")
 
     def layout_options(self) -> dict:
         if self.layout == "storycloze":
@@ -710,13 +725,6 @@ class DemoCorpusArguments:
     overwrite_output_dir: bool = field(default=False, metadata={"help": "Replace a corpus already in output_dir."})
 
     def __post_init__(self):
-        from slam_recipes.demo_corpus import CHUNK_ROWS, DATASETS
-
-        unknown = sorted(set(self.only or []) - set(DATASETS))
-        if unknown:
-            raise ConfigError(f"only: unknown dataset(s) {unknown}; choose from {list(DATASETS)}")
-        if self.max_rows is not None and (self.max_rows < 1 or self.max_rows % CHUNK_ROWS):
-            raise ConfigError(f"max_rows must be a positive multiple of {CHUNK_ROWS}, got {self.max_rows}")
         if self.num_workers < 1:
             raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}")
 

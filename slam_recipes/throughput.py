@@ -5,7 +5,7 @@ pays.
 Every variant is `recipes/pretrain.py` itself, run as its own process (so peak memory and compilation caches are its
 own) with a recipe YAML derived from the one benchmarked: synthetic units as data, no evaluation or checkpoints,
 `max_steps`, and the variant's settings. The figures come from the trainer's own logs (see
-`slam_recipes.trainer.SlamTrainerMixin`): real (non-padding) tokens/s, real / computed tokens, MFU, the share of time
+`slam_recipes.training.trainer.SlamTrainerMixin`): real (non-padding) tokens/s, real / computed tokens, MFU, the share of time
 spent waiting for data, and peak memory.
 """
 
@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +23,7 @@ import numpy as np
 import yaml
 
 from slam_recipes.errors import ConfigError, first_line
+from slam_recipes.training.records import summarise_logs
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SLAM_ARCHITECTURE = os.path.join(REPO, "recipes", "slam", "qwen2.5-0.5b-architecture")  # Qwen2.5-0.5B, config only
@@ -164,31 +164,6 @@ def variant_recipe(base: dict, overrides: dict, data_file: str, output_dir: str,
     return recipe
 
 
-def summarise_logs(log_history: list[dict]) -> dict:
-    """Median over the logged intervals after the first (which holds start-up, warm-up and compilation)."""
-    intervals = [h for h in log_history if "tokens_per_second" in h]
-    if not intervals:
-        raise RuntimeError("no throughput logs: raise steps or lower log_every")
-
-    def median(key: str) -> float | None:
-        values = [h[key] for h in intervals if key in h]
-        return statistics.median(values) if values else None
-
-    real = median("tokens_per_second")
-    fraction = median("real_token_fraction")
-    losses = [h["loss"] for h in log_history if "loss" in h]
-    return {
-        "intervals": len(intervals),
-        "tokens_per_s": round(real),
-        "computed_tokens_per_s": round(real / fraction) if fraction else None,
-        "real_token_fraction": fraction,
-        "mfu": median("mfu"),
-        "data_wait_fraction": median("data_wait_fraction"),
-        "peak_memory_gib": max(h.get("peak_memory_gib", 0.0) for h in intervals),
-        "final_loss": losses[-1] if losses else None,
-    }
-
-
 def run_variant(recipe: dict, folder: str, timeout: float | None = None) -> dict:
     """Run `recipes/pretrain.py` on `recipe` in a process of its own; its summarised logs, or the error."""
     os.makedirs(recipe["output_dir"], exist_ok=True)
@@ -267,7 +242,7 @@ def default_setup(recipe: str, cuda: bool, steps: int | None = None, peak_tflops
             4,
             {},
             peak_tflops,
-            "--peak_tflops" if peak_tflops else "datasheet (slam_recipes.trainer.PEAK_BF16_TFLOPS)",
+            "--peak_tflops" if peak_tflops else "datasheet (slam_recipes.training.trainer.PEAK_BF16_TFLOPS)",
             mean,
         )
     if peak_tflops is None:

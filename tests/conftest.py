@@ -102,7 +102,7 @@ def tiny_unit_lm_dir(tmp_path_factory):
     """A tiny random-init speech LM saved with its unit tokenizer, as the pretraining recipe leaves it."""
     import torch
 
-    from slam_recipes.model import build_unit_lm
+    from slam_recipes.modeling.unit_lm import build_unit_lm
     from slam_recipes.units import build_unit_tokenizer
 
     folder = tmp_path_factory.mktemp("tiny-unit-lm")
@@ -139,7 +139,7 @@ def run_recipe(script: str, *args: str, cwd: str = REPO) -> subprocess.Completed
 def reference_pair_score(
     model, benchmark, mean: bool = True, autocast_dtype=None, near_tie: float | None = None
 ) -> float:
-    """A pair benchmark's score (× 100) the plain way, independent of `slam_recipes.evaluation`: every sequence scored
+    """A pair benchmark's score (× 100) the plain way, independent of `slam_recipes.evaluation.likelihood`: every sequence scored
     alone (no batching, padding or de-duplication) by a float64 log-softmax of one forward pass; a pair counts 1 when
     the positive's log-likelihood (mean over the predicted tokens, or sum) is higher, ½ on a tie. With an `id`
     column, the mean over each (type, subtype, id) group, then over groups (ZeroSpeech 2021), else over pairs. With

@@ -11,16 +11,16 @@ import soundfile
 import torch
 from conftest import REPO, run_recipe
 
-from slam_recipes.audio_units import open_audio_source, tokenize_audio, write_report
-from slam_recipes.errors import ConfigError
-from slam_recipes.features import (
+from slam_recipes.audio.features import (
     HubertFeatures,
     MFCCFeatures,
     read_audio,
     receptive_field,
     samples_before_resampling,
 )
-from slam_recipes.kmeans import NearestCentroid, fit_kmeans, inertia, load_centroids, save_centroids
+from slam_recipes.audio.kmeans import NearestCentroid, fit_kmeans, inertia, load_centroids, save_centroids
+from slam_recipes.audio.tokenizer import open_audio_source, tokenize_audio, write_report
+from slam_recipes.errors import ConfigError
 
 TOKENIZE = os.path.join(REPO, "recipes", "tokenize_audio.py")
 FIT = os.path.join(REPO, "recipes", "fit_kmeans.py")
@@ -270,7 +270,7 @@ def test_audio_shorter_than_the_receptive_field_is_skipped_and_reported(tmp_path
 def test_preference_audio_is_tokenised_column_by_column(tmp_path):
     from datasets import Audio, Dataset
 
-    from slam_recipes.preference import build_preference_datasets
+    from slam_recipes.preference.pairs import build_preference_datasets
 
     paths = {c: [write_wav(tmp_path / "a" / f"{c}{i}.wav", noise(0.4, seed=i + k)) for i in range(3)]
              for k, c in enumerate(("prompt", "chosen", "rejected"))}  # fmt: skip
@@ -326,7 +326,7 @@ def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):
     report = [json.loads(line) for line in (out / "tokenize_report.jsonl").read_text().splitlines()]
     assert {r["file"] for r in report} == {"broken.wav", "empty.wav"}
 
-    from slam_recipes.data import build_pretraining_datasets
+    from slam_recipes.data.sources import build_pretraining_datasets
 
     train, _ = build_pretraining_datasets([str(out)], num_units=16, context_length=1024, packing="none")
     assert len(train) == 5

@@ -6,12 +6,12 @@ from conftest import TINY_CONFIGS, write_config
 from datasets import Dataset
 from transformers import TrainerCallback
 
-from slam_recipes.callbacks import BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
-from slam_recipes.data import build_collator, pack
+from slam_recipes.data.packing import build_collator, pack
 from slam_recipes.errors import ConfigError
-from slam_recipes.model import build_unit_lm
-from slam_recipes.trainer import UnitLMTrainer
-from slam_recipes.training_args import PretrainConfig
+from slam_recipes.modeling.unit_lm import build_unit_lm
+from slam_recipes.training.arguments import PretrainConfig
+from slam_recipes.training.callbacks import BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
+from slam_recipes.training.trainer import UnitLMTrainer
 from slam_recipes.units import build_unit_tokenizer
 
 
@@ -180,8 +180,8 @@ def test_tokens_per_second_spans_the_whole_run_across_a_resume(tmp_path):
     """Issue 20, part 3. 4 steps of 1 s, a checkpoint, a restart on another clock, 6 more steps of 1 s: the run's
     tokens/s is every token seen over 10 s of training (2 sessions), not over the second session's time. Before the
     fix it divided the tokens since the first start by the runtime since the resume."""
-    from slam_recipes.callbacks import TrainingClockCallback
-    from slam_recipes.reports import run_summary
+    from slam_recipes.training.callbacks import TrainingClockCallback
+    from slam_recipes.training.records import run_summary
 
     clock = FakeClock()
     trainer, _ = make_trainer(tmp_path, clock, extra_callbacks=[StopAt(4), TrainingClockCallback(clock)])
@@ -212,7 +212,7 @@ def test_max_steps_first_uses_the_plain_schedule(tmp_path):
 
 def test_budget_first_with_max_steps_warns(tmp_path, caplog):
     trainer, budget = make_trainer(tmp_path, FakeClock(), budget="10", max_steps=50)
-    with caplog.at_level(logging.WARNING, logger="slam_recipes.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="slam_recipes.training.callbacks"):
         trainer.train()
     assert trainer.state.global_step == 10 and budget.stopped_at_step == 10
     assert any("looks too short for max_steps=50" in r.getMessage() for r in caplog.records)
@@ -283,7 +283,7 @@ def test_a_slow_first_step_does_not_stretch_the_warmup(tmp_path):
 
 
 def test_last_step_before_the_deadline():
-    from slam_recipes.callbacks import last_step_before
+    from slam_recipes.training.callbacks import last_step_before
 
     assert last_step_before(2, 118.0, 1.0, []) == 120
     assert last_step_before(2, 118.5, 1.0, []) == 121  # the step that crosses the deadline is the last

@@ -13,7 +13,7 @@ from slam_recipes.configs import (
     parse_recipe_args,
 )
 from slam_recipes.errors import ConfigError
-from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
+from slam_recipes.training.arguments import PretrainConfig, SlamDPOConfig
 
 PRETRAIN = (PretrainModelArguments, DataArguments, PretrainConfig)
 DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
@@ -65,7 +65,7 @@ def test_dpo_recipe_parses(path):
 
 @pytest.mark.parametrize("path", EVAL_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
 def test_eval_recipe_parses(path):
-    from slam_recipes.evaluation import parse_benchmark_specs
+    from slam_recipes.configs import parse_benchmark_specs
 
     (args,) = parse_recipe_args((EvalArguments,), ["--config", path])
     assert args.model_name_or_path and args.mean_nll is True
@@ -179,7 +179,7 @@ def test_dpo_starts_from_the_trained_weights(tmp_path, tiny_unit_lm_dir):
     import torch
     from transformers import AutoModelForCausalLM
 
-    from slam_recipes.model import build_unit_lm
+    from slam_recipes.modeling.unit_lm import build_unit_lm
 
     model_args = ModelArguments(model_name_or_path=tiny_unit_lm_dir)
     assert not hasattr(model_args, "twist_init") and PretrainModelArguments().twist_init

@@ -7,20 +7,17 @@ import torch
 from conftest import TINY_CONFIGS, write_config, write_jsonl
 from datasets import Dataset, DatasetDict
 
-from slam_recipes.data import (
-    PackedRowsCollator,
-    build_collator,
+from slam_recipes.data.packing import PackedRowsCollator, build_collator, pack, padding_free_is_exact
+from slam_recipes.data.sources import (
     build_pretraining_datasets,
     chunk_offsets,
     count_tokens,
     load_unit_datasets,
     mix,
     normalize_batch,
-    pack,
-    padding_free_is_exact,
 )
 from slam_recipes.errors import DataError
-from slam_recipes.model import build_unit_lm
+from slam_recipes.modeling.unit_lm import build_unit_lm
 from slam_recipes.units import units_to_string
 
 UTTERANCES = [[3, 4, 5], [7], [9, 9, 10, 11, 11, 11], [0, 499]]
@@ -137,7 +134,7 @@ def test_long_utterances_are_framed_once_then_cut(tmp_path):
 
 def test_training_rows_are_framed_as_evaluation_frames_them(tmp_path):
     """An utterance within the context is one training row, exactly the `<S> units <S>` the benchmarks score."""
-    from slam_recipes.evaluation import frame
+    from slam_recipes.evaluation.likelihood import frame
 
     path = write_jsonl(tmp_path / "u.jsonl", [{"units": u} for u in LONG_UTTERANCES])
     assert load(path, context_length=11)["input_ids"] == [r.tolist() for r in frame(*_flat(LONG_UTTERANCES))]
@@ -374,7 +371,7 @@ def test_prepared_rows_are_cached_on_disk(tmp_path):
 def test_check_packing_refuses_inexact_padding_free(tmp_path):
     """OPT with sdpa is refused for the right reason (its mask lets documents see each other; its positions do
     restart, which the test above shows with sdpa_varlen), and accepted with sdpa_varlen in either layout."""
-    from slam_recipes.data import check_packing
+    from slam_recipes.data.packing import check_packing
 
     folder = write_config(tmp_path / "opt", TINY_CONFIGS["opt"])
     opt = build_unit_lm(folder, twist_init=False, attn_implementation="sdpa")

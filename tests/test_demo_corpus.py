@@ -12,8 +12,8 @@ import torch
 from conftest import REPO, reference_pair_score
 from transformers import AutoModelForCausalLM
 
-from slam_recipes import demo_text
-from slam_recipes.demo_corpus import (
+from slam_recipes.demo import text as demo_text
+from slam_recipes.demo.corpus import (
     DATASETS,
     EVAL_VOICES,
     MANIFEST_FILE,
@@ -23,7 +23,7 @@ from slam_recipes.demo_corpus import (
     corpus_texts,
     read_rows,
 )
-from slam_recipes.evaluation import load_pair_benchmark
+from slam_recipes.evaluation.likelihood import load_pair_benchmark
 from slam_recipes.precision import native_bf16
 
 DEMO = os.path.join(REPO, "data", "demo")
@@ -195,7 +195,7 @@ def test_rebuild_reproduces_the_committed_units(tmp_path):
     shutil.copytree(DEMO, tampered)
     rows = read_rows(str(tampered / "eval" / "swuggy.parquet"))
     rows[5]["negative"][0] = (rows[5]["negative"][0] + 1) % 500
-    from slam_recipes.audio_units import write_shard
+    from slam_recipes.audio.tokenizer import write_shard
 
     write_shard(str(tampered / "eval" / "swuggy.parquet"), rows, ["positive", "negative"])
     assert compare_corpus(DEMO, str(tampered), ["eval/swuggy"]) == ["eval/swuggy: row 5 differs in 'negative'"]
@@ -259,13 +259,16 @@ def test_demo_meets_its_targets(tmp_path):
 
 def test_corpus_arguments_and_output_dir_are_checked(tmp_path):
     from slam_recipes.configs import DemoCorpusArguments
-    from slam_recipes.demo_corpus import write_corpus
+    from slam_recipes.demo.corpus import check_build_options, write_corpus
     from slam_recipes.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"only: unknown dataset\(s\) \['eval/nope'\]"):
-        DemoCorpusArguments(only=["eval/nope"])
+        check_build_options(only=["eval/nope"])
     with pytest.raises(ConfigError, match="max_rows must be a positive multiple of 32, got 10"):
-        DemoCorpusArguments(max_rows=10)
+        write_corpus(str(tmp_path / "new"), only=["eval/swuggy"], max_rows=10)
+    assert not os.path.exists(tmp_path / "new")
+    with pytest.raises(ConfigError, match="num_workers must be at least 1, got 0"):
+        DemoCorpusArguments(num_workers=0)
     (tmp_path / "keep.txt").write_text("mine")
     with pytest.raises(ConfigError, match="not empty; pass overwrite_output_dir"):
         write_corpus(str(tmp_path), only=["eval/swuggy"], max_rows=32)
@@ -284,7 +287,8 @@ def test_demo_refuses_a_missing_recipe_before_running_anything(tmp_path):
 
 
 def test_training_plot_and_results_table(tmp_path):
-    from slam_recipes.reports import plot_training, results_table, series
+    from slam_recipes.demo.report import results_table
+    from slam_recipes.training.records import plot_training, series
 
     history = [{"loss": 6.0 - i / 10, "learning_rate": 1e-3 * (1 - i / 20), "step": i} for i in range(1, 20)]
     history += [{"eval_loss": 4.0, "step": 10}, {"eval_loss": 3.0, "step": 19}, {"train_runtime": 5.0, "step": 19}]

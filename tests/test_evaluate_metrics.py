@@ -13,9 +13,9 @@ import torch
 from conftest import REPO, write_jsonl
 
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.evaluate_metrics import METRICS, load_metric, metric_path, pair_benchmark
-from slam_recipes.evaluation import evaluate_benchmark, load_pair_benchmark
-from slam_recipes.model import load_speech_lm
+from slam_recipes.evaluation.evaluate_metrics import METRICS, load_metric, metric_path, pair_benchmark
+from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_pair_benchmark
+from slam_recipes.modeling.unit_lm import load_speech_lm
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def test_metric_scripts_are_package_data():
     """setup.cfg ships every metric script with the wheel (the folders are not packages, so only package_data does)."""
     config = configparser.ConfigParser()
     config.read(os.path.join(REPO, "setup.cfg"))
-    patterns = config["options.package_data"]["slam_recipes.evaluate_metrics"].split()
+    patterns = config["options.package_data"]["slam_recipes.evaluation.evaluate_metrics"].split()
     for name in METRICS:
         assert any(fnmatch.fnmatch(f"{name}/{name}.py", p) for p in patterns)
 

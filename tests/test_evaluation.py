@@ -9,9 +9,10 @@ import pytest
 import torch
 from conftest import REPO, reference_pair_score, run_recipe, write_jsonl
 
-from slam_recipes.benchmarks import UnitTable, convert_benchmark, read_salmon, read_storycloze, read_zr2021
+from slam_recipes.configs import parse_benchmark_specs
 from slam_recipes.errors import DataError
-from slam_recipes.evaluation import (
+from slam_recipes.evaluation.layouts import UnitTable, convert_benchmark, read_salmon, read_storycloze, read_zr2021
+from slam_recipes.evaluation.likelihood import (
     PairBenchmark,
     aggregate,
     evaluate_benchmark,
@@ -19,10 +20,9 @@ from slam_recipes.evaluation import (
     length_batches,
     load_pair_benchmark,
     pair_outcomes,
-    parse_benchmark_specs,
     sequence_log_likelihoods,
 )
-from slam_recipes.model import build_unit_lm
+from slam_recipes.modeling.unit_lm import build_unit_lm
 from slam_recipes.units import build_unit_tokenizer
 
 EVALUATE = os.path.join(REPO, "recipes", "evaluate.py")
@@ -415,10 +415,10 @@ def test_evaluate_bad_input_one_line_exit_2_nothing_written(tmp_path, tiny_unit_
 def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit_lm_dir):
     from datasets import Dataset
 
-    from slam_recipes.data import build_collator
-    from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.trainer import UnitLMTrainer
-    from slam_recipes.training_args import PretrainConfig
+    from slam_recipes.data.packing import build_collator
+    from slam_recipes.evaluation.likelihood import load_benchmarks
+    from slam_recipes.training.arguments import PretrainConfig
+    from slam_recipes.training.trainer import UnitLMTrainer
 
     demo = os.path.join(REPO, "data", "demo", "eval")
     benchmarks = load_benchmarks([f"tsc={demo}/tsc.parquet", f"swuggy={demo}/swuggy.parquet"], 500, max_pairs=60)
@@ -451,11 +451,11 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
 
 
 def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
-    from slam_recipes.evaluation import load_benchmarks
-    from slam_recipes.model import make_reference_model
-    from slam_recipes.preference import build_preference_datasets
-    from slam_recipes.trainer import UnitDPOTrainer
-    from slam_recipes.training_args import SlamDPOConfig
+    from slam_recipes.evaluation.likelihood import load_benchmarks
+    from slam_recipes.modeling.unit_lm import make_reference_model
+    from slam_recipes.preference.pairs import build_preference_datasets
+    from slam_recipes.training.arguments import SlamDPOConfig
+    from slam_recipes.training.trainer import UnitDPOTrainer
 
     pairs, _ = build_preference_datasets(
         [os.path.join(REPO, "data/demo/dpo")], num_units=500, dataset_split="validation"

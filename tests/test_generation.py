@@ -10,9 +10,10 @@ import soundfile
 import torch
 from conftest import REPO, run_recipe, write_jsonl
 
+from slam_recipes.audio.vocoder import UnitHiFiGAN, VocoderConfig, fold_weight_norm, load_vocoder
 from slam_recipes.configs import GenerateArguments, parse_recipe_args
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.generation import (
+from slam_recipes.evaluation.generation import (
     PAPER_SAMPLING,
     build_generation_config,
     continue_prompts,
@@ -23,9 +24,8 @@ from slam_recipes.generation import (
     split_continuation,
     transcribe,
 )
-from slam_recipes.metrics import perplexity_summary, text_nll, text_token_ids
+from slam_recipes.evaluation.metrics import perplexity_summary, text_nll, text_token_ids
 from slam_recipes.units import EOS_ID, NUM_SPECIAL, PAD_ID
-from slam_recipes.vocoder import UnitHiFiGAN, VocoderConfig, fold_weight_norm, load_vocoder
 
 TINY_VOCODER = {
     "num_embeddings": 500,
@@ -47,7 +47,7 @@ TINY_VOCODER = {
 
 @pytest.fixture(scope="module")
 def unit_lm(tiny_unit_lm_dir):
-    from slam_recipes.model import load_speech_lm
+    from slam_recipes.modeling.unit_lm import load_speech_lm
 
     return load_speech_lm(tiny_unit_lm_dir, 500, device="cpu")
 
@@ -99,7 +99,7 @@ def test_sampling_parameters_reach_generate(unit_lm, tmp_path, monkeypatch):
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(unit_lm, "generate", spy)
-    from slam_recipes.generation import Prompt
+    from slam_recipes.evaluation.generation import Prompt
 
     prompts = [Prompt(id=f"p{i}", units=np.arange(3 + i)) for i in range(5)]
     args = Args(temperature=0.7, top_k=9, max_new_tokens=6, repetition_penalty=1.3)
@@ -181,8 +181,8 @@ def test_unit_prompts_from_a_pair_dataset(tmp_path):
 
 
 def test_audio_prompts_are_read_resampled_cut_and_tokenised(tmp_path, caplog):
-    from slam_recipes.features import MFCCFeatures
-    from slam_recipes.kmeans import NearestCentroid
+    from slam_recipes.audio.features import MFCCFeatures
+    from slam_recipes.audio.kmeans import NearestCentroid
 
     rng = np.random.default_rng(0)
     (tmp_path / "wavs").mkdir()
@@ -271,7 +271,7 @@ def test_textless_checkpoint_round_trip_and_weight_norm_folding(vocoder_file):
     ],
 )
 def test_vocoder_bad_input_one_line(vocoder_file, tmp_path, case, message):
-    from slam_recipes.generation import check_vocoder
+    from slam_recipes.evaluation.generation import check_vocoder
 
     with pytest.raises(ConfigError, match=message):
         if case == "units":
@@ -310,7 +310,7 @@ def test_text_nll_is_the_lm_loss_and_empty_text_scores_nothing(tiny_text_lm_with
 
 
 def test_asr_pipeline_on_a_tiny_whisper_resamples_and_transcribes(tiny_whisper_dir):
-    from slam_recipes.generation import load_asr
+    from slam_recipes.evaluation.generation import load_asr
 
     asr = load_asr(tiny_whisper_dir, device="cpu")
     rng = np.random.default_rng(0)
@@ -399,7 +399,7 @@ def test_generate_recipe_writes_units_and_audio(tmp_path, tiny_unit_lm_dir, voco
     alone, and each file's audio is the vocoder's output for prompt + continuation alone (16-bit WAV: within 2^-15)."""
     from transformers import AutoModelForCausalLM
 
-    from slam_recipes.vocoder import load_vocoder
+    from slam_recipes.audio.vocoder import load_vocoder
 
     units = [list(range(i, i + 30 - 7 * i)) for i in range(2)]  # two lengths: the batch is left-padded
     prompts = write_jsonl(tmp_path / "p.jsonl", [{"units": u} for u in units])

@@ -95,9 +95,9 @@ def test_varlen_flash_kernel_equals_sdpa_per_document(tmp_path, monkeypatch, fam
     If the kernel path is as accurate as sdpa's, the two differ by at most twice that (triangle inequality), so
     the test asserts packed-vs-separate ≤ 2 × separate-vs-float32, for logits (max abs) and gradients (relative
     norm). A kernel that let documents see each other misses that bound by far (asserted too)."""
-    from slam_recipes import attention
-    from slam_recipes.data import build_collator
-    from slam_recipes.model import build_unit_lm
+    from slam_recipes.data.packing import build_collator
+    from slam_recipes.modeling import attention
+    from slam_recipes.modeling.unit_lm import build_unit_lm
 
     if ON_CUDA and attention._varlen_kernel() is None:
         pytest.skip("this PyTorch has no varlen flash kernel (torch.nn.attention.varlen.varlen_attn)")
@@ -164,8 +164,8 @@ def test_bf16_scoring_flips_few_pairwise_outcomes(tmp_path):
     benchmark's own sampling noise."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from slam_recipes.evaluation import PairBenchmark, frame, pair_outcomes, score_pairs
-    from slam_recipes.model import load_speech_lm
+    from slam_recipes.evaluation.likelihood import PairBenchmark, frame, pair_outcomes, score_pairs
+    from slam_recipes.modeling.unit_lm import load_speech_lm
     from slam_recipes.units import build_unit_tokenizer
 
     config = AutoConfig.for_model(
@@ -217,8 +217,8 @@ def test_bf16_hubert_features_change_few_units(tmp_path):
     also shows the measure registers changes)."""
     from transformers import HubertConfig, HubertModel
 
-    from slam_recipes.features import HubertFeatures
-    from slam_recipes.kmeans import NearestCentroid, fit_kmeans
+    from slam_recipes.audio.features import HubertFeatures
+    from slam_recipes.audio.kmeans import NearestCentroid, fit_kmeans
 
     if ON_CUDA:
         config = HubertConfig()  # HuBERT base: 12 layers of 768, group-normalised convolutions, 50 frames/s

@@ -16,7 +16,7 @@ from huggingface_hub import ModelCard
 from local_hub import READ_TOKEN, USER, WRITE_TOKEN, LocalHub
 from transformers import AutoModelForCausalLM
 
-from slam_recipes.hub import model_card
+from slam_recipes.training.hub import model_card
 
 PRETRAIN = os.path.join(REPO, "recipes", "pretrain.py")
 DPO = os.path.join(REPO, "recipes", "dpo.py")
@@ -182,7 +182,7 @@ def test_bad_push_target_stops_before_training(hub, monkeypatch, tmp_path, scrip
 
 
 def test_a_repo_this_package_pushed_can_be_pushed_again(hub, tmp_path):
-    from slam_recipes.hub import check_push_target
+    from slam_recipes.training.hub import check_push_target
 
     os.makedirs(tmp_path / "hub" / USER / "mine")
     (tmp_path / "hub" / USER / "mine" / "README.md").write_text("---\ntags:\n- slam-recipes\n---\n# mine\n")

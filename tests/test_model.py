@@ -4,7 +4,7 @@ from conftest import TINY_CONFIGS, write_config
 from transformers import AutoModelForCausalLM
 
 from slam_recipes.errors import ConfigError
-from slam_recipes.model import (
+from slam_recipes.modeling.unit_lm import (
     build_unit_lm,
     check_vocab,
     count_parameters,

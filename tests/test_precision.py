@@ -11,7 +11,7 @@ from conftest import REPO
 
 from slam_recipes.configs import ModelArguments, PreferenceDataArguments, PretrainModelArguments, parse_recipe_args
 from slam_recipes.precision import choose_dtype, choose_training_precision, cpu_capability, native_bf16
-from slam_recipes.training_args import SlamDPOConfig
+from slam_recipes.training.arguments import SlamDPOConfig
 
 
 def cpuinfo_native_bf16() -> bool:
@@ -70,7 +70,7 @@ def test_gpu_without_bf16_falls_back_to_fp16(monkeypatch):
 @pytest.mark.parametrize("recipe", ["demo/pretrain.yaml", "slam/pretrain.yaml"])
 def test_recipes_asking_for_bf16_get_it_only_where_native(recipe, monkeypatch):
     from slam_recipes.configs import DataArguments
-    from slam_recipes.training_args import PretrainConfig
+    from slam_recipes.training.arguments import PretrainConfig
 
     native = cpuinfo_native_bf16()
     monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "bf16")  # as `accelerate launch` with a bf16 config sets it
@@ -98,7 +98,7 @@ def test_dpo_recipe_falls_back_too():
 
 
 def test_speech_lm_loads_in_the_chosen_dtype(tiny_unit_lm_dir):
-    from slam_recipes.model import load_speech_lm
+    from slam_recipes.modeling.unit_lm import load_speech_lm
 
     native = cpuinfo_native_bf16()
     model = load_speech_lm(tiny_unit_lm_dir, 500, dtype="bfloat16", device="cpu")

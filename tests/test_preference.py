@@ -9,11 +9,11 @@ from conftest import REPO, TINY_CONFIGS, run_recipe, write_config, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.metrics import auto_bleu, auto_bleu_words
-from slam_recipes.model import build_unit_lm, make_reference_model
-from slam_recipes.preference import build_preference_datasets, load_preference_dataset
-from slam_recipes.trainer import UnitDPOTrainer
-from slam_recipes.training_args import SlamDPOConfig
+from slam_recipes.evaluation.metrics import auto_bleu, auto_bleu_words
+from slam_recipes.modeling.unit_lm import build_unit_lm, make_reference_model
+from slam_recipes.preference.pairs import build_preference_datasets, load_preference_dataset
+from slam_recipes.training.arguments import SlamDPOConfig
+from slam_recipes.training.trainer import UnitDPOTrainer
 from slam_recipes.units import build_unit_tokenizer, units_to_string
 
 SCRIPT = os.path.join(REPO, "recipes", "dpo.py")
@@ -268,7 +268,7 @@ def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_unit_lm_dir, peft_sa
 def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
     from peft import PeftModel
 
-    from slam_recipes.model import build_lora_config
+    from slam_recipes.modeling.unit_lm import build_lora_config
 
     model = build_unit_lm(tiny_unit_lm_dir)
     train, _ = build_preference_datasets(

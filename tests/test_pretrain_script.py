@@ -14,7 +14,7 @@ import yaml
 from conftest import REPO, reference_pair_score, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from slam_recipes.evaluation import load_benchmarks
+from slam_recipes.evaluation.likelihood import load_benchmarks
 from slam_recipes.units import build_unit_tokenizer
 
 SCRIPT = os.path.join(REPO, "recipes", "pretrain.py")
@@ -234,7 +234,7 @@ def test_pretraining_with_peft_trains_embeddings_and_saves_a_plain_model(tmp_pat
 def test_lora_for_pretraining_trains_the_new_vocabulary(tiny_config_dir):
     from peft import get_peft_model
 
-    from slam_recipes.model import build_lora_config, build_unit_lm
+    from slam_recipes.modeling.unit_lm import build_lora_config, build_unit_lm
 
     model = build_unit_lm(tiny_config_dir, twist_init=False)
     config = build_lora_config(model, r=4, train_embeddings=True)

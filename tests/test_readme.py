@@ -17,7 +17,7 @@ from slam_recipes.configs import (
     PretrainModelArguments,
     parse_recipe_args,
 )
-from slam_recipes.training_args import PretrainConfig, SlamDPOConfig
+from slam_recipes.training.arguments import PretrainConfig, SlamDPOConfig
 
 with open(os.path.join(REPO, "README.md")) as f:
     README = f.read()

@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from slam_recipes.errors import ConfigError
-from slam_recipes.slamkit import convert_slamkit_checkpoint
+from slam_recipes.modeling.slamkit import convert_slamkit_checkpoint
 
 SCRIPT = os.path.join(REPO, "recipes", "convert_slamkit.py")
 UNIT_IDS = torch.tensor([[1, 19, 7, 2, 501, 300, 42, 7]])

@@ -45,11 +45,13 @@ def test_importing_the_package_and_its_configs_is_light(module):
 
 def test_package_names_load_on_first_use():
     code = (
-        "import slam_recipes, sys; before = 'slam_recipes.model' in sys.modules; f = slam_recipes.build_unit_lm; "
+        "import slam_recipes, sys; before = 'slam_recipes.modeling.unit_lm' in sys.modules; f = slam_recipes.build_unit_lm; "
         "print(before, f.__module__, 'torch' in sys.modules)"
     )
     result, _ = imported_modules("-c", code)
-    assert result.stdout.split() == ["False", "slam_recipes.model", "False"], result.stderr[-2000:]  # torch: at build
+    assert result.stdout.split() == ["False", "slam_recipes.modeling.unit_lm", "False"], result.stderr[
+        -2000:
+    ]  # torch: at build
     result, _ = imported_modules("-c", "import slam_recipes; slam_recipes.no_such_name")
     assert "has no attribute 'no_such_name'" in result.stderr
 

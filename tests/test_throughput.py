@@ -10,8 +10,8 @@ import torch
 from conftest import TINY_CONFIGS, write_config
 
 from slam_recipes import throughput
-from slam_recipes.data import build_collator, check_packing, flattens_batches, padding_free_is_exact
-from slam_recipes.model import build_unit_lm, count_parameters, model_flops_per_token
+from slam_recipes.data.packing import build_collator, check_packing, flattens_batches, padding_free_is_exact
+from slam_recipes.modeling.unit_lm import build_unit_lm, count_parameters, model_flops_per_token
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -109,7 +109,7 @@ def test_sdpa_varlen_left_padded_decoding_equals_sdpa_and_one_at_a_time(twin_mod
     of each prompt alone, unpadded (issue 20, part 1)."""
     from transformers import GenerationConfig
 
-    from slam_recipes.generation import generate_continuations
+    from slam_recipes.evaluation.generation import generate_continuations
 
     varlen, reference = twin_models
     rng = np.random.default_rng(3)
@@ -171,7 +171,7 @@ def test_string_tokenizer_baseline_gives_the_unit_path_ids(tmp_path):
     """The benchmark's slamkit-style baseline (WordLevel over `<Un..>` strings) and the unit path agree."""
     from datasets import Dataset
 
-    from slam_recipes.data import to_token_ids
+    from slam_recipes.data.sources import to_token_ids
     from slam_recipes.units import units_to_string
 
     units = [[3, 4, 5], [499], [0, 0, 17, 250]]
@@ -224,7 +224,7 @@ def test_benchmark_runs_the_recipe_and_reports_each_variant(tmp_path, monkeypatc
 def test_sdpa_varlen_windows_come_in_few_lengths(monkeypatch):
     """PyTorch's bf16 CPU attention keeps memory per sequence length, so the per-document windows are rounded up to
     multiples of 64 tokens (and stay exact, see above): 40 documents of 40 different lengths make 3 window lengths."""
-    from slam_recipes import attention
+    from slam_recipes.modeling import attention
 
     lengths = list(range(50, 170, 3))
     starts = np.concatenate([[0], np.cumsum(lengths)])

@@ -55,9 +55,9 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
 
 
 def register_attention(attn_implementation: str | None) -> None:
-    """Register `sdpa_varlen` (`slam_recipes.attention`) with transformers when a model asks for it by name."""
+    """Register `sdpa_varlen` (`slam_recipes.modeling.attention`) with transformers when a model asks for it by name."""
     if attn_implementation == "sdpa_varlen":
-        import slam_recipes.attention  # noqa: F401  (importing it registers the kernel)
+        import slam_recipes.modeling.attention  # noqa: F401  (importing it registers the kernel)
 
 
 def apply_config_overrides(config, overrides: dict[str, Any], source: str) -> None:

@@ -1,6 +1,6 @@
 """Text metrics of the generative evaluation: auto-BLEU (repetition) and perplexity under a causal text LM.
 
-auto-BLEU is also the repetition filter of the DPO data (`slam_recipes.preference`), so both use this one function.
+auto-BLEU is also the repetition filter of the DPO data (`slam_recipes.preference.pairs`), so both use this one function.
 """
 
 from __future__ import annotations

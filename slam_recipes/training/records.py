@@ -1,10 +1,16 @@
-"""Run reports: training curves (loss and learning rate) as a PNG, and the demo's results table."""
+"""The record of a training run, in its output folder: `run_summary.json` (what ran, on what, how fast, how far),
+`recipe.yaml` (the resolved recipe) and `training.png` (loss and learning rate)."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import statistics
+
+SUMMARY_FILE = "run_summary.json"
+RECIPE_FILE = "recipe.yaml"
+PLOT_FILE = "training.png"
 
 
 def read_log_history(output_dir: str) -> list[dict]:
@@ -55,19 +61,6 @@ def plot_training(runs: dict[str, list[dict]], path: str) -> str:
     return path
 
 
-def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float] | None = None) -> str:
-    """A markdown table: one row per metric, one column per model (e.g. before / after DPO), then the target."""
-    targets = targets or {}
-    metrics = list(dict.fromkeys(m for scores in columns.values() for m in scores))
-    header = "| metric | " + " | ".join(columns) + (" | target |" if targets else " |")
-    lines = [header, "|---" * (len(columns) + 1 + bool(targets)) + "|"]
-    for metric in metrics:
-        cells = [f"{scores[metric]:.1f}" if metric in scores else "—" for scores in columns.values()]
-        target = [f"≥ {targets[metric]:g}" if metric in targets else ""] if targets else []
-        lines.append(f"| {metric} | " + " | ".join(cells + target) + " |")
-    return "\n".join(lines)
-
-
 def precision_text(hardware: dict) -> str:
     """A run's precision from its run_summary.json `hardware`: `bf16`, or e.g. `fp32 (asked: bf16; this CPU has no
     AVX512-BF16 or AMX ...)` when the capability rule replaced what the recipe asked for; `—` when not recorded."""
@@ -79,75 +72,11 @@ def precision_text(hardware: dict) -> str:
     return chosen
 
 
-def write_demo_report(
-    output_dir: str, pretrained: str, tuned: str, seconds: dict[str, float], targets: dict[str, float]
-) -> tuple[dict, list[str]]:
-    """The demo's report from its stages' folders (`pretrained`, `tuned`: each with likelihood_eval.json,
-    trainer_state.json and run_summary.json): `results.md` (the benchmarks before / after DPO against `targets`, the
-    DPO reward margin, stage times, steps and tokens trained, machine and precision), `results.json` and the loss /
-    learning-rate plot `training.png`, all in `output_dir`. Returns (the results, the markdown lines)."""
-    scores, runs = {}, {}
-    for label, folder in (("before DPO", pretrained), ("after DPO", tuned)):
-        with open(os.path.join(folder, "likelihood_eval.json")) as f:
-            scores[label] = {name: result["score"] for name, result in json.load(f)["results"].items()}
-    for stage, folder in (("pretraining", pretrained), ("DPO", tuned)):
-        runs[stage] = read_run_summary(folder)
-    histories = {"pretraining": read_log_history(pretrained), "DPO": read_log_history(tuned)}
-    margins = {
-        split: next((e[key] for e in reversed(histories["DPO"]) if key in e), None)
-        for split, key in (("train", "rewards/margins"), ("eval", "eval_rewards/margins"))
-    }
-    plot = plot_training(histories, os.path.join(output_dir, "training.png"))
-    met = {m: scores["after DPO"].get(m, float("nan")) >= t for m, t in targets.items()}
-    hardware = runs["pretraining"]["hardware"]
-    trained = "; ".join(
-        f"{stage} {run['training']['steps']} steps, {run['training']['tokens_seen']:,} tokens in "
-        f"{run['training']['wall_time_seconds']:.0f} s"
-        + (" (stopped by its time budget)" if (run.get("budget") or {}).get("stopped_by_budget") else "")
-        for stage, run in runs.items()
-    )
-    lines = [
-        "# Demo results",
-        "",
-        "Pairwise likelihood benchmarks on voices held out of training (× 100; chance is 50).",
-        "",
-        results_table(scores, targets),
-        "",
-        f"DPO reward margin: last logged {margins['train']:.3f} (train), {margins['eval']:.3f} (eval)."
-        if None not in margins.values()
-        else "DPO reward margin: not logged.",
-        "Targets met after DPO: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in met.items()) + ".",
-        "Stage times: "
-        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
-        + f"; {sum(seconds.values()):.0f} s in all.",
-        f"Trained: {trained}.",
-        f"Machine: {hardware['device']}; precision {precision_text(hardware)}.",
-        f"Loss and learning rate: {os.path.basename(plot)}.",
-    ]
-    summary = {
-        "scores": scores,
-        "targets": targets,
-        "targets_met": met,
-        "dpo_reward_margin": margins,
-        "seconds": seconds,
-        "training": {stage: run["training"] | {"budget": run.get("budget")} for stage, run in runs.items()},
-        "hardware": hardware,
-        "plot": plot,
-    }
-    with open(os.path.join(output_dir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
-        json.dump(summary, f, indent=2)
-    return summary, lines
-
-
 # ---------------------------------------------------------------------------------------------------------------------
 # The record of a training run: run_summary.json, recipe.yaml and training.png in its output folder
 # ---------------------------------------------------------------------------------------------------------------------
 def read_run_summary(folder: str | None) -> dict | None:
     """A local model folder's `run_summary.json`, or None (a Hub id, a text LM, a run from before it existed)."""
-    from slam_recipes.hub import SUMMARY_FILE
-
     path = os.path.join(folder, SUMMARY_FILE) if folder and os.path.isdir(folder) else None
     if path is None or not os.path.isfile(path):
         return None
@@ -155,33 +84,10 @@ def read_run_summary(folder: str | None) -> dict | None:
         return json.load(f)
 
 
-def recorded_unit_tokenizer(sources: list[str]) -> dict | None:
-    """How the units of local dataset folders were made, from what made them: `tokenize_config.json` of
-    `recipes/tokenize_audio.py`, or the demo corpus's `corpus.json` (in the folder or its parent)."""
-    from slam_recipes.audio_units import CONFIG_FILE
-    from slam_recipes.demo_corpus import MANIFEST_FILE
-
-    for source in sources:
-        folder = source if os.path.isdir(source) else os.path.dirname(source)
-        if not folder or not os.path.isdir(folder):  # a Hub dataset name
-            continue
-        for where in (folder, os.path.dirname(os.path.abspath(folder))):
-            config_path, manifest_path = os.path.join(where, CONFIG_FILE), os.path.join(where, MANIFEST_FILE)
-            if os.path.isfile(config_path):
-                with open(config_path) as f:
-                    settings = json.load(f)
-                keys = ("backend", "feature_model", "layer", "mfcc_frame_rate", "kmeans_path", "num_units", "dedup")
-                return {k: settings.get(k) for k in keys} | {"source": config_path}
-            if os.path.isfile(manifest_path):
-                with open(manifest_path) as f:
-                    units = json.load(f).get("units")
-                if units:
-                    return dict(units) | {"source": manifest_path}
-    return None
-
-
 def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters: int, context_length=None) -> dict:
     """What a run is, known before it trains: the model's lineage, the unit tokenizer, the data and the recipe."""
+    from slam_recipes.audio.tokenizer import recorded_unit_tokenizer
+
     pretraining = stage == "pretraining"
     parent = None if pretraining else read_run_summary(model_args.model_name_or_path)
     sources = list(data_args.dataset_name or [])
@@ -240,8 +146,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
     import transformers
     import trl
 
-    from slam_recipes.callbacks import TimeBudgetCallback, TrainingClockCallback
-    from slam_recipes.throughput import summarise_logs
+    from slam_recipes.training.callbacks import TimeBudgetCallback, TrainingClockCallback
 
     state, args = trainer.state, trainer.args
     history = state.log_history
@@ -314,8 +219,6 @@ def write_run_report(trainer, train_metrics: dict) -> dict:
     output folder. Returns the summary."""
     import yaml
 
-    from slam_recipes.hub import PLOT_FILE, RECIPE_FILE, SUMMARY_FILE
-
     summary = trainer.run_summary = run_summary(trainer, train_metrics)
     if not trainer.is_world_process_zero():
         return summary
@@ -327,3 +230,28 @@ def write_run_report(trainer, train_metrics: dict) -> dict:
         yaml.safe_dump(summary.get("recipe", {}), f, sort_keys=False, allow_unicode=True)
     plot_training({summary.get("stage", "training"): trainer.state.log_history}, os.path.join(output_dir, PLOT_FILE))
     return summary
+
+
+def summarise_logs(log_history: list[dict]) -> dict:
+    """Median over the logged intervals after the first (which holds start-up, warm-up and compilation)."""
+    intervals = [h for h in log_history if "tokens_per_second" in h]
+    if not intervals:
+        raise RuntimeError("no throughput logs: raise steps or lower log_every")
+
+    def median(key: str) -> float | None:
+        values = [h[key] for h in intervals if key in h]
+        return statistics.median(values) if values else None
+
+    real = median("tokens_per_second")
+    fraction = median("real_token_fraction")
+    losses = [h["loss"] for h in log_history if "loss" in h]
+    return {
+        "intervals": len(intervals),
+        "tokens_per_s": round(real),
+        "computed_tokens_per_s": round(real / fraction) if fraction else None,
+        "real_token_fraction": fraction,
+        "mfu": median("mfu"),
+        "data_wait_fraction": median("data_wait_fraction"),
+        "peak_memory_gib": max(h.get("peak_memory_gib", 0.0) for h in intervals),
+        "final_loss": losses[-1] if losses else None,
+    }

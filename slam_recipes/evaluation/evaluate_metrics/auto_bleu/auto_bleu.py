@@ -1,7 +1,7 @@
 """auto-BLEU as a Hugging Face `evaluate` metric: how much each text repeats its own word n-grams.
 
-Load with `evaluate.load(slam_recipes.evaluate_metrics.metric_path("auto_bleu"))`; the score comes from
-`slam_recipes.metrics.auto_bleu`, the function the generative evaluation and the DPO repetition filter use.
+Load with `evaluate.load(slam_recipes.evaluation.evaluate_metrics.metric_path("auto_bleu"))`; the score comes from
+`slam_recipes.evaluation.metrics.auto_bleu`, the function the generative evaluation and the DPO repetition filter use.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import evaluate
 import numpy as np
 
 from slam_recipes.configs import check_auto_bleu
-from slam_recipes.evaluate_metrics import SLAMMING_CITATION
-from slam_recipes.metrics import auto_bleu
+from slam_recipes.evaluation.evaluate_metrics import SLAMMING_CITATION
+from slam_recipes.evaluation.metrics import auto_bleu
 
 _DESCRIPTION = """
 auto-BLEU measures repetition inside a generated text, following the generative spoken language modelling
@@ -51,7 +51,7 @@ Raises:
 
 Example:
     >>> import evaluate
-    >>> from slam_recipes.evaluate_metrics import metric_path
+    >>> from slam_recipes.evaluation.evaluate_metrics import metric_path
     >>> metric = evaluate.load(metric_path("auto_bleu"))
     >>> result = metric.compute(predictions=["the cat saw the cat", "a dog ran"], return_per_text=True)
     >>> result["auto_bleu"], result["auto_bleu_per_text"]

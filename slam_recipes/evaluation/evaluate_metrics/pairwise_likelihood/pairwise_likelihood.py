@@ -1,7 +1,7 @@
 """Pairwise likelihood (sWUGGY, sBLIMP, Spoken/Topic StoryCloze, SALMon) as a Hugging Face `evaluate` metric.
 
-Load with `evaluate.load(slam_recipes.evaluate_metrics.metric_path("pairwise_likelihood"))`. Pairs are validated
-and framed by `slam_recipes.evaluate_metrics.pair_benchmark` and scored by `evaluate_benchmark`, the code path of
+Load with `evaluate.load(slam_recipes.evaluation.evaluate_metrics.metric_path("pairwise_likelihood"))`. Pairs are validated
+and framed by `slam_recipes.evaluation.evaluate_metrics.pair_benchmark` and scored by `evaluate_benchmark`, the code path of
 `recipes/evaluate.py`.
 """
 
@@ -12,9 +12,9 @@ import evaluate
 import numpy as np
 
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.evaluate_metrics import SLAMMING_CITATION, pair_benchmark
-from slam_recipes.evaluation import aggregate, evaluate_benchmark, pair_outcomes
-from slam_recipes.model import load_speech_lm
+from slam_recipes.evaluation.evaluate_metrics import SLAMMING_CITATION, pair_benchmark
+from slam_recipes.evaluation.likelihood import aggregate, evaluate_benchmark, pair_outcomes
+from slam_recipes.modeling.unit_lm import load_speech_lm
 from slam_recipes.units import DEFAULT_NUM_UNITS, vocab_size
 
 CONFIGS = ("default", "log_likelihoods")
@@ -45,7 +45,7 @@ Args:
     positive (`list` of `list` of `int`): the positive sample of each pair, as unit ids in [0, num_units) (not token
         ids). With the `log_likelihoods` configuration: one log-likelihood (`float`) per pair.
     negative (`list` of `list` of `int`): the negative sample of each pair, in the same form as `positive`.
-    model_id (`str`): a speech LM folder or Hub id, loaded with `slam_recipes.model.load_speech_lm`. Give either
+    model_id (`str`): a speech LM folder or Hub id, loaded with `slam_recipes.modeling.unit_lm.load_speech_lm`. Give either
         `model_id` or `model`.
     model (`transformers.PreTrainedModel`): a speech LM already loaded (used as it is, on its own device); load it
         once this way to score several benchmarks.
@@ -73,7 +73,7 @@ Raises:
 
 Example:
     >>> import evaluate
-    >>> from slam_recipes.evaluate_metrics import metric_path
+    >>> from slam_recipes.evaluation.evaluate_metrics import metric_path
     >>> metric = evaluate.load(metric_path("pairwise_likelihood"))
     >>> result = metric.compute(
     ...     positive=[[12, 7, 7, 301], [5, 88, 14]],

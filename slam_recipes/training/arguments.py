@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from transformers import TrainingArguments
 from trl import DPOConfig
 
-from slam_recipes.callbacks import latest_complete_checkpoint, parse_time_budget
 from slam_recipes.configs import BenchmarkArguments
 from slam_recipes.errors import ConfigError
+from slam_recipes.training.callbacks import latest_complete_checkpoint, parse_time_budget
 
 RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here
 

@@ -1,7 +1,7 @@
 """`attn_implementation: sdpa_varlen`: padding-free attention from PyTorch alone, no flash-attn wheel needed.
 
 Registered with transformers' public `AttentionInterface` (and `AttentionMaskInterface`, with the flash kernels' mask
-function: no dense mask is built) when this module is imported, which `slam_recipes.model` does when a model asks
+function: no dense mask is built) when this module is imported, which `slam_recipes.modeling.unit_lm` does when a model asks
 for it. Each packed document attends causally to itself
 only, and the attention work is that of the documents, not of whole rows:
 

@@ -14,9 +14,9 @@ import numpy as np
 import pyarrow as pa
 
 from slam_recipes.configs import check_auto_bleu
-from slam_recipes.data import check_units_column, load_source, load_train_eval, read_units
+from slam_recipes.data.sources import check_units_column, load_source, load_train_eval, read_units
 from slam_recipes.errors import DataError
-from slam_recipes.metrics import auto_bleu
+from slam_recipes.evaluation.metrics import auto_bleu
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
 
 PREFERENCE_COLUMNS = ("prompt", "chosen", "rejected")
@@ -77,7 +77,7 @@ def filter_repetitive(
     tokenizer: str = "nltk",
 ):
     """The paper's repetition filter: drop a pair when the auto-BLEU of `prompt_text + " " + chosen_text` is
-    ≥ `threshold` (slamkit/data/hf_dataset.py:127-133). auto-BLEU is `slam_recipes.metrics.auto_bleu` with word
+    ≥ `threshold` (slamkit/data/hf_dataset.py:127-133). auto-BLEU is `slam_recipes.evaluation.metrics.auto_bleu` with word
     n-grams of order `n`, words split by `tokenizer` ("nltk": the paper's; "normalized": lower-cased, no
     punctuation). A dataset without the text columns is a `DataError`; n < 1 or an unknown `tokenizer` a
     `ConfigError`."""

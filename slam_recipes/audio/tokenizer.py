@@ -21,14 +21,14 @@ from collections.abc import Iterable, Iterator
 import numpy as np
 import torch
 
-from slam_recipes.errors import ConfigError, DataError, first_line
-from slam_recipes.features import (
+from slam_recipes.audio.features import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
     find_audio_files,
     read_audio,
     samples_before_resampling,
 )
+from slam_recipes.errors import ConfigError, DataError, first_line
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +36,7 @@ SHARD_FILE = os.path.join("data", "train-{:05d}.parquet")
 DONE_FILE = os.path.join("report", "shard-{:05d}.json")
 REPORT_FILE = "tokenize_report.jsonl"
 CONFIG_FILE = "tokenize_config.json"
+CORPUS_MANIFEST = "corpus.json"  # a built unit corpus (the demo's): its `units` block says how the units were made
 
 
 def units_column_name(audio_column: str) -> str:
@@ -97,8 +98,8 @@ def build_audio_tokenizer(args, device: str, dtype: str = "auto", centroids: tor
     """(feature extractor, nearest-centroid assigner) from a recipe's unit tokeniser settings (backend,
     feature_model, layer, kmeans_path, allow_pickle_kmeans), checked against each other before any audio is read.
     `centroids` skips loading them again when the caller already has them."""
-    from slam_recipes.features import build_feature_extractor
-    from slam_recipes.kmeans import NearestCentroid, load_centroids
+    from slam_recipes.audio.features import build_feature_extractor
+    from slam_recipes.audio.kmeans import NearestCentroid, load_centroids
 
     if centroids is None:
         centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
@@ -385,3 +386,25 @@ def write_report(output_dir: str) -> list[dict]:
     with open(os.path.join(output_dir, REPORT_FILE), "w") as f:
         f.writelines(json.dumps(item) + "\n" for item in skipped)
     return skipped
+
+
+def recorded_unit_tokenizer(sources: list[str]) -> dict | None:
+    """How the units of local dataset folders were made, from what made them: `tokenize_config.json` of
+    `recipes/tokenize_audio.py`, or a built corpus's `corpus.json` (the demo's) (in the folder or its parent)."""
+    for source in sources:
+        folder = source if os.path.isdir(source) else os.path.dirname(source)
+        if not folder or not os.path.isdir(folder):  # a Hub dataset name
+            continue
+        for where in (folder, os.path.dirname(os.path.abspath(folder))):
+            config_path, manifest_path = os.path.join(where, CONFIG_FILE), os.path.join(where, CORPUS_MANIFEST)
+            if os.path.isfile(config_path):
+                with open(config_path) as f:
+                    settings = json.load(f)
+                keys = ("backend", "feature_model", "layer", "mfcc_frame_rate", "kmeans_path", "num_units", "dedup")
+                return {k: settings.get(k) for k in keys} | {"source": config_path}
+            if os.path.isfile(manifest_path):
+                with open(manifest_path) as f:
+                    units = json.load(f).get("units")
+                if units:
+                    return dict(units) | {"source": manifest_path}
+    return None

@@ -16,7 +16,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 from trl import DPOTrainer
 
-from slam_recipes.callbacks import (
+from slam_recipes.training.callbacks import (
     BUDGET_SCHEDULES,
     EXIT_PREEMPTED,
     BudgetSchedule,
@@ -71,14 +71,14 @@ class SlamTrainerMixin:
 
     - `tokens_per_second`: real (non-padding) input tokens per second, all processes together;
     - `mfu`: model FLOPs utilisation, from real tokens only (set `flops_per_token`, see
-      `slam_recipes.model.model_flops_per_token`, and run on a GPU of known peak or set `peak_flops`);
+      `slam_recipes.modeling.unit_lm.model_flops_per_token`, and run on a GPU of known peak or set `peak_flops`);
     - `real_token_fraction`: real tokens / tokens computed (1 − the share of padding);
     - `data_wait_fraction`: share of the wall time spent in `get_batch_samples`, i.e. waiting for the data loader
       (an upper bound on a GPU, where the device may still be busy with queued work meanwhile);
     - `peak_memory_gib`: see `peak_memory_gib`.
 
     With a time budget and no `max_steps`, the LR schedule is a `BudgetSchedule` whose horizon the TimeBudgetCallback
-    fits to the budget. Set `benchmarks` (see `slam_recipes.evaluation.load_benchmarks`) to score pairwise likelihood
+    fits to the budget. Set `benchmarks` (see `slam_recipes.evaluation.likelihood.load_benchmarks`) to score pairwise likelihood
     benchmarks at every evaluation."""
 
     flops_per_token: float | None = None
@@ -131,7 +131,7 @@ class SlamTrainerMixin:
         )
         if not self.benchmarks:
             return metrics
-        from slam_recipes.evaluation import evaluate_benchmark
+        from slam_recipes.evaluation.likelihood import evaluate_benchmark
 
         model = self.accelerator.unwrap_model(self.model)
         scores = {}
@@ -157,7 +157,7 @@ class SlamTrainerMixin:
             return super().create_model_card(*args, **kwargs)
         if not self.is_world_process_zero():
             return None
-        from slam_recipes.hub import write_model_card
+        from slam_recipes.training.hub import write_model_card
 
         summary = self.run_summary or {
             **self.run_info,
@@ -196,8 +196,8 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
     `StagedCheckpointCallback`), record metrics and state, write the run's report (run_summary.json, recipe.yaml,
     training.png), save the model; with `push_to_hub`, the Trainer's `save_model` then pushes the folder with this
     package's model card."""
-    from slam_recipes.callbacks import RecipeLoggingCallback, StagedCheckpointCallback
-    from slam_recipes.reports import write_run_report
+    from slam_recipes.training.callbacks import RecipeLoggingCallback, StagedCheckpointCallback
+    from slam_recipes.training.records import write_run_report
 
     args = trainer.args
     if args.should_save:

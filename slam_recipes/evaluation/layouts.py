@@ -1,4 +1,4 @@
-"""Converters from the published evaluation layouts to pair datasets of units (see `slam_recipes.evaluation`).
+"""Converters from the published evaluation layouts to pair datasets of units (see `slam_recipes.evaluation.likelihood`).
 
 Each layout reader turns a folder into pair records — which audio file is the positive, which the negative, and the
 grouping columns — pairing files by their names or by `gold.csv`, never by directory order:
@@ -24,8 +24,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from slam_recipes.audio.features import AUDIO_EXTENSIONS
 from slam_recipes.errors import DataError
-from slam_recipes.features import AUDIO_EXTENSIONS
 
 FILE_COLUMNS = ("file", "file_name", "filename", "path", "audio_path", "audio_filepath")
 SALMON_PARTS = (
@@ -246,7 +246,7 @@ class UnitTable:
         file_column: str | None = None,
         dedup: bool = False,
     ):
-        from slam_recipes.data import detect_units_column, load_source, read_units
+        from slam_recipes.data.sources import detect_units_column, load_source, read_units
 
         self.source = source
         self.units: list[np.ndarray] = []

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.configs import parse_benchmark_specs
+from slam_recipes.errors import DataError
 from slam_recipes.units import PAD_ID, frame_units
 
 logger = logging.getLogger(__name__)
@@ -54,23 +55,6 @@ class PairBenchmark:
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading pair datasets
 # ---------------------------------------------------------------------------------------------------------------------
-def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
-    """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder."""
-    named: dict[str, str] = {}
-    for spec in specs or []:
-        name, sep, path = spec.partition("=")
-        if not sep:
-            path = spec
-            name = os.path.splitext(os.path.basename(os.path.normpath(spec)))[0]
-        name, path = name.strip(), path.strip()
-        if not name or not path:
-            raise ConfigError(f"benchmarks: {spec!r} is not name=path")
-        if name in named:
-            raise ConfigError(f"benchmarks: the name {name!r} is given twice")
-        named[name] = path
-    return named
-
-
 def frame(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     """Unit rows → token-id rows `<S> units+2 <S>` (int64), framed by `units.frame_units` as in training."""
     ids, framed = frame_units(np.asarray(values), np.asarray(offsets), dtype=np.int64)
@@ -82,7 +66,7 @@ def load_pair_benchmark(
 ) -> PairBenchmark:
     """Load and validate one pair dataset (any form `load_source` reads: a `save_to_disk` folder, jsonl/parquet
     files, a Hub dataset). Errors name the file and row."""
-    from slam_recipes.data import check_units_column, load_source, read_units
+    from slam_recipes.data.sources import check_units_column, load_source, read_units
 
     benchmark = PairBenchmark(name=name, source=source, positive=[], negative=[])
     for label, dataset in load_source(source, split="train"):

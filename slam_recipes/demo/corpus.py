@@ -30,8 +30,8 @@ import time
 
 import numpy as np
 
-from slam_recipes import demo_text
-from slam_recipes.tts import Voice, speak, tts_version
+from slam_recipes.demo import text as demo_text
+from slam_recipes.demo.tts import Voice, speak, tts_version
 
 logger = logging.getLogger(__name__)
 
@@ -202,9 +202,9 @@ def build_demo_corpus(
     `max_rows` (a multiple of CHUNK_ROWS keeps the audio identical) build a part, for checks."""
     import torch
 
-    from slam_recipes.audio_units import tokenize_rows, units_column_name, write_shard
-    from slam_recipes.features import build_feature_extractor, read_audio
-    from slam_recipes.kmeans import NearestCentroid, fit_kmeans, load_centroids, save_centroids
+    from slam_recipes.audio.features import build_feature_extractor, read_audio
+    from slam_recipes.audio.kmeans import NearestCentroid, fit_kmeans, load_centroids, save_centroids
+    from slam_recipes.audio.tokenizer import tokenize_rows, units_column_name, write_shard
 
     sizes = sizes or CorpusSizes()
     start = time.perf_counter()
@@ -281,13 +281,27 @@ def read_rows(path: str) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
+def check_build_options(only: list[str] | None = None, max_rows: int | None = None) -> None:
+    """A `ConfigError` for a dataset name that is not in DATASETS, or a `max_rows` that is not a positive multiple of
+    CHUNK_ROWS (the audio is spoken in chunks of that many rows, so a part reproduces the whole's first rows)."""
+    from slam_recipes.errors import ConfigError
+
+    unknown = sorted(set(only or []) - set(DATASETS))
+    if unknown:
+        raise ConfigError(f"only: unknown dataset(s) {unknown}; choose from {list(DATASETS)}")
+    if max_rows is not None and (max_rows < 1 or max_rows % CHUNK_ROWS):
+        raise ConfigError(f"max_rows must be a positive multiple of {CHUNK_ROWS}, got {max_rows}")
+
+
 def write_corpus(output_dir: str, *, overwrite: bool = False, **kwargs) -> dict:
     """Build into a temporary folder beside `output_dir`, then move the files into place: an interrupted or failed
-    build leaves `output_dir` as it was. A folder holding other files is refused unless `overwrite`."""
+    build leaves `output_dir` as it was. A folder holding other files is refused unless `overwrite`; options are
+    checked (`check_build_options`) before anything is written."""
     import shutil
 
     from slam_recipes.errors import ConfigError
 
+    check_build_options(kwargs.get("only"), kwargs.get("max_rows"))
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise ConfigError(f"{output_dir}: not empty; pass overwrite_output_dir to rebuild the corpus there")
     staging = output_dir.rstrip("/") + ".building"
@@ -313,7 +327,7 @@ def compare_corpus(
 ) -> list[str]:
     """Differences between two corpora, one line per dataset that differs (its first differing row and column);
     with `max_rows`, only the first rows of the reference are compared; with `kmeans`, the centroids too."""
-    from slam_recipes.kmeans import load_centroids
+    from slam_recipes.audio.kmeans import load_centroids
 
     problems = []
     if kmeans and not load_centroids(os.path.join(reference_dir, KMEANS_FILE)).equal(

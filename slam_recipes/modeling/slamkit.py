@@ -78,7 +78,7 @@ def convert_slamkit_checkpoint(
     Everything is read and checked before anything is written; the folder appears whole (written beside it, then
     renamed) or not at all. Returns a summary: source, output_dir, model_type, num_parameters, num_units, dtype.
     """
-    from slam_recipes.model import count_parameters
+    from slam_recipes.modeling.unit_lm import count_parameters
     from slam_recipes.units import build_unit_tokenizer
 
     _check_output_dir(output_dir, overwrite)
@@ -178,7 +178,7 @@ def load_slamkit_model(folder: str, *, dtype: str | None = None, num_units: int 
     """
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from slam_recipes.model import set_unit_special_tokens
+    from slam_recipes.modeling.unit_lm import set_unit_special_tokens
 
     base, units = read_slamkit_config(folder, num_units)
     state_dict = read_slamkit_weights(folder)

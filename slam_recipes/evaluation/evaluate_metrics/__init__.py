@@ -14,9 +14,9 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from slam_recipes.data import read_units
+from slam_recipes.data.sources import read_units
 from slam_recipes.errors import ConfigError, DataError, first_line
-from slam_recipes.evaluation import PairBenchmark, frame
+from slam_recipes.evaluation.likelihood import PairBenchmark, frame
 
 METRICS = ("auto_bleu", "pairwise_likelihood")
 SLAMMING_CITATION = """

@@ -14,16 +14,13 @@ from pathlib import Path
 
 import yaml
 
-from slam_recipes.callbacks import format_seconds
 from slam_recipes.errors import ConfigError, first_line
-from slam_recipes.reports import precision_text
+from slam_recipes.training.callbacks import format_seconds
+from slam_recipes.training.records import RECIPE_FILE, SUMMARY_FILE, precision_text
 from slam_recipes.units import BOS_ID, NUM_SPECIAL, PAD_ID
 
 CARD_TAG = "slam-recipes"  # marks a repo as this package's: a later push may update it
 CARD_TAGS = [CARD_TAG, "speech-language-model", "textless", "audio"]
-SUMMARY_FILE = "run_summary.json"
-RECIPE_FILE = "recipe.yaml"
-PLOT_FILE = "training.png"
 CARD_FILE = "README.md"
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from slam_recipes.audio.features import SAMPLE_RATE, read_audio
 from slam_recipes.errors import ConfigError, DataError
-from slam_recipes.features import SAMPLE_RATE, read_audio
 from slam_recipes.units import BOS_ID, EOS_ID, NUM_SPECIAL, PAD_ID
 
 logger = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def load_prompts(
     the first `num_prompts` of them, each cut to `prompt_seconds`. Returns the prompts and a summary of how they were
     made (kind, cut, resampled files). `tokenizer` is called only for audio prompts and returns `(extractor,
     assigner, dedup)`."""
-    from slam_recipes.audio_units import is_audio_files, open_audio_source
+    from slam_recipes.audio.tokenizer import is_audio_files, open_audio_source
 
     if is_audio_files(source):
         rows = open_audio_source(source)[0][:num_prompts]
@@ -88,7 +88,7 @@ def load_prompts(
 
     from datasets import Audio
 
-    from slam_recipes.data import detect_units_column, load_source
+    from slam_recipes.data.sources import detect_units_column, load_source
 
     datasets = load_source(source, split=split)
     label, dataset = datasets[0]
@@ -127,7 +127,7 @@ def build_prompt_tokenizer(args, device: str):
     """A factory of the `(extractor, assigner, dedup)` that turns prompt audio into units (`load_prompts`)."""
 
     def factory():
-        from slam_recipes.audio_units import build_audio_tokenizer
+        from slam_recipes.audio.tokenizer import build_audio_tokenizer
 
         if not args.kmeans_path:
             raise ConfigError("audio prompts need kmeans_path (the centroids the model's units came from)")
@@ -151,7 +151,7 @@ def prompts_from_args(args, device: str) -> tuple[list[Prompt], dict]:
 
 
 def _unit_prompts(datasets, column, num_units, num_prompts, prompt_seconds, frame_rate) -> tuple[list[Prompt], dict]:
-    from slam_recipes.data import read_units
+    from slam_recipes.data.sources import read_units
 
     durations_column = {"units": "duration", "audio_repr": None}.get(column, f"{column}_duration")
     prompts: list[Prompt] = []
@@ -205,7 +205,7 @@ def _safe_name(text: str) -> str:
 
 
 def _audio_prompts(rows, column, text_column, source, prompt_seconds, tokenizer, num_units) -> tuple[list, dict]:
-    from slam_recipes.audio_units import to_units
+    from slam_recipes.audio.tokenizer import to_units
 
     if tokenizer is None:
         raise ConfigError(
@@ -434,7 +434,7 @@ def generative_metrics(
     import math
 
     from slam_recipes.configs import check_auto_bleu
-    from slam_recipes.metrics import auto_bleu, perplexity_summary, text_nll
+    from slam_recipes.evaluation.metrics import auto_bleu, perplexity_summary, text_nll
 
     check_auto_bleu(n, auto_bleu_tokenizer)  # before the text LM's time is spent
     nll = text_nll(transcripts, text_lm, tokenizer, batch_size=batch_size)

@@ -1,0 +1,84 @@
+"""The demo's report: the benchmarks before and after DPO against the demo's targets, with what each stage trained,
+as results.md, results.json and training.png."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from slam_recipes.training.records import plot_training, precision_text, read_log_history, read_run_summary
+
+
+def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float] | None = None) -> str:
+    """A markdown table: one row per metric, one column per model (e.g. before / after DPO), then the target."""
+    targets = targets or {}
+    metrics = list(dict.fromkeys(m for scores in columns.values() for m in scores))
+    header = "| metric | " + " | ".join(columns) + (" | target |" if targets else " |")
+    lines = [header, "|---" * (len(columns) + 1 + bool(targets)) + "|"]
+    for metric in metrics:
+        cells = [f"{scores[metric]:.1f}" if metric in scores else "—" for scores in columns.values()]
+        target = [f"≥ {targets[metric]:g}" if metric in targets else ""] if targets else []
+        lines.append(f"| {metric} | " + " | ".join(cells + target) + " |")
+    return "\n".join(lines)
+
+
+def write_demo_report(
+    output_dir: str, pretrained: str, tuned: str, seconds: dict[str, float], targets: dict[str, float]
+) -> tuple[dict, list[str]]:
+    """The demo's report from its stages' folders (`pretrained`, `tuned`: each with likelihood_eval.json,
+    trainer_state.json and run_summary.json): `results.md` (the benchmarks before / after DPO against `targets`, the
+    DPO reward margin, stage times, steps and tokens trained, machine and precision), `results.json` and the loss /
+    learning-rate plot `training.png`, all in `output_dir`. Returns (the results, the markdown lines)."""
+    scores, runs = {}, {}
+    for label, folder in (("before DPO", pretrained), ("after DPO", tuned)):
+        with open(os.path.join(folder, "likelihood_eval.json")) as f:
+            scores[label] = {name: result["score"] for name, result in json.load(f)["results"].items()}
+    for stage, folder in (("pretraining", pretrained), ("DPO", tuned)):
+        runs[stage] = read_run_summary(folder)
+    histories = {"pretraining": read_log_history(pretrained), "DPO": read_log_history(tuned)}
+    margins = {
+        split: next((e[key] for e in reversed(histories["DPO"]) if key in e), None)
+        for split, key in (("train", "rewards/margins"), ("eval", "eval_rewards/margins"))
+    }
+    plot = plot_training(histories, os.path.join(output_dir, "training.png"))
+    met = {m: scores["after DPO"].get(m, float("nan")) >= t for m, t in targets.items()}
+    hardware = runs["pretraining"]["hardware"]
+    trained = "; ".join(
+        f"{stage} {run['training']['steps']} steps, {run['training']['tokens_seen']:,} tokens in "
+        f"{run['training']['wall_time_seconds']:.0f} s"
+        + (" (stopped by its time budget)" if (run.get("budget") or {}).get("stopped_by_budget") else "")
+        for stage, run in runs.items()
+    )
+    lines = [
+        "# Demo results",
+        "",
+        "Pairwise likelihood benchmarks on voices held out of training (× 100; chance is 50).",
+        "",
+        results_table(scores, targets),
+        "",
+        f"DPO reward margin: last logged {margins['train']:.3f} (train), {margins['eval']:.3f} (eval)."
+        if None not in margins.values()
+        else "DPO reward margin: not logged.",
+        "Targets met after DPO: " + ", ".join(f"{m} {'yes' if ok else 'NO'}" for m, ok in met.items()) + ".",
+        "Stage times: "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + f"; {sum(seconds.values()):.0f} s in all.",
+        f"Trained: {trained}.",
+        f"Machine: {hardware['device']}; precision {precision_text(hardware)}.",
+        f"Loss and learning rate: {os.path.basename(plot)}.",
+    ]
+    summary = {
+        "scores": scores,
+        "targets": targets,
+        "targets_met": met,
+        "dpo_reward_margin": margins,
+        "seconds": seconds,
+        "training": {stage: run["training"] | {"budget": run.get("budget")} for stage, run in runs.items()},
+        "hardware": hardware,
+        "plot": plot,
+    }
+    with open(os.path.join(output_dir, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(output_dir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    return summary, lines
