@@ -59,7 +59,7 @@ eval: install
 	$(PYTHON) recipes/evaluate.py --config $(EVAL_CONFIG) $(ARGS)
 
 bench: install
-	$(PYTHON) recipes/benchmark.py
+	$(PYTHON) -m bench.run $(ARGS)
 
 clean:
 	rm -rf outputs bench_results .installed

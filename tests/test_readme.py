@@ -51,18 +51,17 @@ EVAL_COMMANDS = sorted(set(re.findall(r"recipes/evaluate\.py (--config [^`|\n]+)
 
 
 CORPUS_COMMANDS = sorted(set(re.findall(r"recipes/make_demo_corpus\.py (--[^`|\n#]+)", README)))
-with open(os.path.join(REPO, "docs", "benchmarks.md")) as f:
-    BENCH_COMMANDS = sorted(set(re.findall(r"recipes/benchmark\.py (--[^`|\n#]+)", README + f.read())))
+with open(os.path.join(REPO, "docs", "bench.md")) as f:
+    BENCH_COMMANDS = sorted(set(re.findall(r"python -m bench\.run (--[^`|\n#]+)", README + f.read())))
 
 
-def test_quoted_benchmark_commands_parse():
-    import runpy
+def test_quoted_bench_commands_parse():
+    from bench.run import BenchArguments
 
-    parser = runpy.run_path(os.path.join(REPO, "recipes", "benchmark.py"))["build_parser"]()
     assert BENCH_COMMANDS
     for command in BENCH_COMMANDS:
-        args = parser.parse_args(shlex.split(command))
-        assert os.path.isfile(os.path.join(REPO, args.throughput_recipe))
+        (args,) = parse_recipe_args((BenchArguments,), shlex.split(command))
+        assert os.path.isfile(args.throughput_recipe)
 
 
 @pytest.mark.parametrize("command", CORPUS_COMMANDS)

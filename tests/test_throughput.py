@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import TINY_CONFIGS, write_config
 
-from slam_recipes import throughput
+from bench import throughput
 from slam_recipes.data.packing import build_collator, check_packing, flattens_batches, padding_free_is_exact
 from slam_recipes.modeling.unit_lm import build_unit_lm, count_parameters, model_flops_per_token
 
@@ -202,7 +202,7 @@ def test_benchmark_runs_the_recipe_and_reports_each_variant(tmp_path, monkeypatc
         peak_source="test",
         mean_units=150,
     )
-    result = throughput.run_benchmark(setup, str(tmp_path / "out"), cuda=False, log=lambda message: None)
+    result = throughput.run_throughput(setup, str(tmp_path / "out"), cuda=False, log=lambda message: None)
     with open(tmp_path / "out" / "throughput.json") as f:
         assert json.load(f) == result
     by_name = {v["name"]: v for v in result["variants"]}

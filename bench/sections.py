@@ -1,17 +1,8 @@
-"""Benchmark the recipes on this machine: unit-dataset preparation, pretraining throughput variant by variant (padded,
-block, padding-free with each attention kernel, then optimisations kept only when they pay), demo DPO pairs/s, the
-pairwise likelihood evaluation, and audio → units.
-
-Usage:
-    make bench                                            # every section; on CPU the throughput uses a tiny model
-    python recipes/benchmark.py --only throughput         # on a GPU: the real Slam model (Qwen2.5-0.5B architecture)
-    python recipes/benchmark.py --only throughput --throughput_recipe recipes/slam_scaled/pretrain.yaml
-
-Prints markdown tables and writes `<output_dir>/bench.json` (and `<output_dir>/throughput/throughput.json`). Not a
-test: numbers depend on the machine.
+"""The sections of `make bench` (`bench/run.py`), each a function that measures one stage on this machine and returns
+its figures: unit-dataset preparation, float32 against bf16, the demo recipe's training tokens/s, demo DPO pairs/s,
+the pairwise likelihood evaluation, and audio → units. Training throughput variant by variant is `bench/throughput.py`.
 """
 
-import argparse
 import json
 import os
 import subprocess
@@ -54,9 +45,9 @@ def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3
     time is the fastest of `repeats` runs."""
     import datasets
 
+    from bench.throughput import string_tokenizer_ids
     from slam_recipes.data.packing import pack
     from slam_recipes.data.sources import count_tokens, load_source, to_token_ids
-    from slam_recipes.throughput import string_tokenizer_ids
 
     no_chunking = 1 << 30  # the string path does not chunk: compare whole utterances
     rows, outputs = [], {}
@@ -107,9 +98,9 @@ def bench_preparation(num_utterances: int, context_length: int, repeats: int = 3
 
 
 def bench_training(steps: int, output_dir: str) -> dict:
-    """The demo recipe through the real script; tokens/s as the throughput benchmark takes it (median of the logged
+    """The demo recipe through the real script; tokens/s as the throughput bench takes it (median of the logged
     intervals after the first)."""
-    from slam_recipes.throughput import summarise_logs
+    from slam_recipes.training.records import summarise_logs
 
     run_dir = os.path.join(output_dir, "demo-train")
     command = [
@@ -127,7 +118,8 @@ def bench_precision(steps: int, output_dir: str) -> dict:
     """float32 against bf16 on this machine: a 1024³ matmul (best of 5 windows each), and the demo recipe's training
     tokens/s through the real script in float32 (`--bf16 false`) and in bf16 autocast forced where it is not native
     (`--bf16_native_only false`)."""
-    from slam_recipes.throughput import measured_matmul_tflops, summarise_logs
+    from bench.throughput import measured_matmul_tflops
+    from slam_recipes.training.records import summarise_logs
 
     result = {}
     for dtype in ("float32", "bfloat16"):
@@ -153,10 +145,10 @@ def bench_precision(steps: int, output_dir: str) -> dict:
 
 
 def bench_dpo(model_dir: str, steps: int, output_dir: str) -> list[dict]:
-    """The demo DPO recipe from the benchmark's demo model, with and without precomputed reference log-probs.
+    """The demo DPO recipe from the bench's demo model, with and without precomputed reference log-probs.
     (Padding-free DPO batches: TRL 1.16's DPOTrainer turns `padding_free` off with a warning, so the real-token
     fraction shows what padding costs instead.)"""
-    from slam_recipes.throughput import summarise_logs
+    from slam_recipes.training.records import summarise_logs
 
     rows = []
     for precompute in (False, True):
@@ -254,152 +246,3 @@ def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
 
 
 SECTIONS = ("preparation", "precision", "throughput", "training", "dpo", "evaluation", "tokenization")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="Sections to run.")
-    parser.add_argument("--num_utterances", type=int, default=20000)
-    parser.add_argument("--context_length", type=int, default=1024)
-    parser.add_argument("--throughput_recipe", default=os.path.join(REPO, "recipes", "slam", "pretrain.yaml"))
-    parser.add_argument("--throughput_steps", type=int, default=None, help="Default: 20 on a GPU, 16 on CPU.")
-    parser.add_argument("--repeats", type=int, default=None, help="Runs per variant. Default: 1 on a GPU, 2 on CPU.")
-    parser.add_argument("--peak_tflops", type=float, default=None, help="Default: datasheet (GPU) / measured (CPU).")
-    parser.add_argument("--train_steps", type=int, default=60)
-    parser.add_argument("--precision_steps", type=int, default=8, help="Demo steps per precision (CPU only).")
-    parser.add_argument("--dpo_steps", type=int, default=30)
-    parser.add_argument("--output_dir", default=os.path.join(REPO, "bench_results"))
-    return parser
-
-
-def main() -> None:
-    args = build_parser().parse_args()
-    os.makedirs(args.output_dir, exist_ok=True)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-    import datasets
-    import torch
-    import transformers
-
-    from slam_recipes.precision import cpu_capability, native_bf16
-
-    datasets.disable_progress_bars()
-    cuda = torch.cuda.is_available()
-    cpu = cpu_capability()
-    device = torch.cuda.get_device_name() if cuda else f"{cpu['model']}, {os.cpu_count()} cores"
-    native, why = native_bf16("cuda" if cuda else "cpu")
-    result = {
-        "date": time.strftime("%Y-%m-%d"),
-        "machine": device,
-        "cpu": cpu,
-        "native_bf16": native,
-        "versions": {
-            "torch": torch.__version__,
-            "transformers": transformers.__version__,
-            "datasets": datasets.__version__,
-            "cuda": torch.version.cuda,
-        },
-    }
-    print(f"## slam-recipes benchmark ({device}, torch {torch.__version__}, transformers {transformers.__version__})")
-    print(
-        f"\nCPU: PyTorch ISA {cpu['isa']}, AVX512-BF16 {'yes' if cpu['avx512_bf16'] else 'no'}, AMX "
-        f"{'yes' if cpu['amx'] else 'no'}; native bf16 here: {'yes' if native else 'no'} ({why})."
-    )
-    if "preparation" in args.only:
-        result["preparation"] = prep = bench_preparation(args.num_utterances, args.context_length)
-        print(
-            f"\n{args.num_utterances:,} synthetic utterances; each stage the fastest of 3 cold runs; the token ids of"
-        )
-        print(f"the string path and the unit path checked equal on {prep['checked_rows']:,} rows.\n")
-        print("| unit-dataset preparation | tokens | load s | units → ids s | ids tokens/s | total tokens/s |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for row in prep["rows"]:
-            print(
-                f"| {row['input']} | {row['tokens']:,} | {row['load_s']} | {row['ids_s']} | "
-                f"{row['ids_tokens_per_s']:,} | {row['total_tokens_per_s']:,} |"
-            )
-        print(
-            f"\nparquet unit path vs the string tokeniser: ×{prep['ids_speedup_parquet_vs_string']} (units → ids), "
-            f"×{prep['total_speedup_parquet_vs_string']} (load included); padding-free packing of the parquet ids "
-            f"into {prep['packing']['rows']:,} rows of {args.context_length}: {prep['packing']['seconds']} s"
-        )
-    if "precision" in args.only and not cuda:
-        result["precision"] = p = bench_precision(args.precision_steps, args.output_dir)
-        print("\n| float32 vs bf16 on this CPU | float32 | bf16 | bf16 / float32 |")
-        print("|---|---:|---:|---:|")
-        print(
-            f"| 1024³ matmul, s (TFLOP/s) | {p['matmul_1024_float32_s']} ({p['matmul_1024_float32_tflops']}) | "
-            f"{p['matmul_1024_bfloat16_s']} ({p['matmul_1024_bfloat16_tflops']}) | {p['matmul_bf16_vs_float32']} |"
-        )
-        print(
-            f"| demo training ({p['steps']} steps), real tokens/s | {p['demo_float32_tokens_per_s']:,} | "
-            f"{p['demo_bf16_tokens_per_s']:,} | {p['demo_bf16_vs_float32']} |"
-        )
-    if "throughput" in args.only:
-        from slam_recipes.throughput import default_setup, markdown_table, run_benchmark
-
-        setup = default_setup(args.throughput_recipe, cuda, args.throughput_steps, args.peak_tflops)
-        repeats = args.repeats or (1 if cuda else 2)
-        runs = run_benchmark(
-            setup, os.path.join(args.output_dir, "throughput"), cuda, repeats, log=lambda m: print(m, file=sys.stderr)
-        )
-        result["throughput"] = runs
-        print(
-            f"\nTraining throughput: {runs['recipe']} with {runs['model']} (random init), context "
-            f"{runs['context_length']}, micro-batch {runs['micro_batch']} × {runs['accumulation']} accumulation, "
-            f"{runs['steps']} steps (median of the {runs['log_every']}-step intervals after the first), "
-            f"{repeats} run(s) per variant; synthetic units, mean {runs['data']['mean_units']} units per utterance. "
-            f"MFU against {runs['peak_tflops'] or 'the GPU datasheet'} TFLOP/s ({runs['peak_source']}). "
-            f"Optimisations are kept at ≥ {100 * runs['min_gain']:.0f} % more real tokens/s.\n"
-        )
-        print(markdown_table(runs))
-        print(f"\nBest: {runs['best']} — settings {runs['best_settings']}")
-    if "training" in args.only or "dpo" in args.only or "evaluation" in args.only:
-        result["training"] = training = bench_training(args.train_steps, args.output_dir)
-        print("\n| demo training | steps | tokens/s |")
-        print("|---|---:|---:|")
-        print(f"| {training['recipe']} | {training['steps']} | {training['tokens_per_s']:,} |")
-    if "dpo" in args.only:
-        result["dpo"] = dpo = bench_dpo(os.path.join(args.output_dir, "demo-train"), args.dpo_steps, args.output_dir)
-        print(
-            "\n| DPO (recipes/demo/dpo.yaml) | steps | train pairs/s | real / computed tokens | data wait | script s |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for row in dpo:
-            name = (
-                "precomputed reference log-probs" if row["precompute_ref_log_probs"] else "reference model in the loop"
-            )
-            print(
-                f"| {name} | {row['steps']} | {row['train_pairs_per_s']} | {row['real_token_fraction']:.3f} | "
-                f"{100 * row['data_wait_fraction']:.1f} % | {row['script_seconds']} |"
-            )
-    if "evaluation" in args.only:
-        result["evaluation"] = evaluation = bench_evaluation(os.path.join(args.output_dir, "demo-train"))
-        print(
-            "\n| likelihood evaluation (data/demo/eval) | pairs | pairs/s, batched by length | pairs/s, one per forward |"
-        )
-        print("|---|---:|---:|---:|")
-        for row in evaluation:
-            print(
-                f"| {row['benchmark']} | {row['pairs']} | {row['batched_pairs_per_s']} | "
-                f"{row['one_sample_per_forward_pairs_per_s']} |"
-            )
-    if "tokenization" in args.only:
-        result["tokenization"] = t = bench_tokenization()
-        print("\n| audio → units | value |")
-        print("|---|---:|")
-        print(f"| MFCC backend, audio-s/s | {t['mfcc_audio_s_per_s']} |")
-        print(
-            f"| tiny random HuBERT (4 layers, width 64, base strides), audio-s/s | {t['tiny_hubert_audio_s_per_s']} |"
-        )
-        print(
-            f"| nearest centroid on {t['assign_device']}, {t['frames']:,} frames × 500 × 768: torch s / scikit-learn "
-            f"predict s | {t['torch_assign_seconds']} / {t['sklearn_predict_seconds']} (×{t['assign_speedup']}, same "
-            f"units for {100 * t['assign_agreement']:.2f} %) |"
-        )
-    with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
-        json.dump(result, f, indent=2)
-
-
-if __name__ == "__main__":
-    main()

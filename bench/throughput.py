@@ -257,7 +257,7 @@ def default_setup(recipe: str, cuda: bool, steps: int | None = None, peak_tflops
     return Setup(recipe, TINY_ARCHITECTURE, 4, 2, steps or 16, 4, cpu, peak_tflops, source, mean)
 
 
-def run_benchmark(setup: Setup, output_dir: str, cuda: bool, repeats: int = 1, log=print) -> dict:
+def run_throughput(setup: Setup, output_dir: str, cuda: bool, repeats: int = 1, log=print) -> dict:
     """Run every variant of `setup` (`repeats` times each; the run of median speed counts) and return the results
     (also written to `<output_dir>/throughput.json`)."""
     with open(setup.recipe) as f:
@@ -394,7 +394,7 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines)
 
 
-# The preparation benchmark's baseline (recipes/benchmark.py): how slamkit-style data is turned into ids.
+# The preparation benchmark's baseline (bench/run.py): how slamkit-style data is turned into ids.
 def string_tokenizer_ids(dataset, num_units: int):
     """The slamkit-style baseline: `<Un..>` strings through a tokenizers WordLevel model (this package's unit
     tokenizer), framed `<S> ... <S>`, by a batched `datasets.map`."""
