@@ -69,9 +69,9 @@ def main() -> None:
         processing_class=tokenizer,
         callbacks=build_callbacks(training_args.callbacks, training_args),
         peft_config=peft_config,
+        benchmarks=benchmarks,  # scored at every evaluation, logged as eval_<name>
+        run_info=run_info,  # run_summary.json, recipe.yaml and the model card
     )
-    trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
-    trainer.run_info = run_info  # run_summary.json, recipe.yaml and the model card
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

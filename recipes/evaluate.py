@@ -35,7 +35,8 @@ def main() -> None:
     import transformers
 
     from slam_recipes.audio.vocoder import load_vocoder
-    from slam_recipes.evaluation.generation import check_vocoder, evaluate_generation, load_asr, load_text_lm
+    from slam_recipes.evaluation.generation import check_vocoder
+    from slam_recipes.evaluation.generative import evaluate_generation, load_asr, load_text_lm
     from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks, results_markdown, write_results
     from slam_recipes.modeling.unit_lm import load_speech_lm
 

@@ -34,9 +34,10 @@ def main() -> None:
         GENERATIONS_FILE,
         check_vocoder,
         continue_prompts,
-        prompts_from_args,
         write_listening_page,
     )
+    from slam_recipes.evaluation.prompts import prompts_from_args
+    from slam_recipes.files import atomic_write
     from slam_recipes.modeling.unit_lm import load_speech_lm
 
     # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
@@ -54,7 +55,7 @@ def main() -> None:
     records, _ = continue_prompts(model, prompts, args, args.output_dir, vocoder)
     seconds = time.perf_counter() - start
     new_units = sum(len(r["continuation"]) for r in records)
-    with open(os.path.join(args.output_dir, "generation_config.json"), "w") as f:
+    with atomic_write(os.path.join(args.output_dir, "generation_config.json")) as f:
         json.dump(
             {"model": args.model_name_or_path, "prompts": how, **args.sampling(), "seed": args.seed}, f, indent=2
         )

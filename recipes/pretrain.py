@@ -65,7 +65,6 @@ def main() -> None:
     )
     check_vocab(tokenizer, model)
     check_packing(model, data_args.packing, model_args.attn_implementation)
-    flops_per_token = model_flops_per_token(model, data_args.context_length)
     run_info = describe_run("pretraining", model_args, data_args, resolved_recipe(parsed), count_parameters(model))
     if model_args.use_peft:  # LoRA on the transformer; the new unit embeddings and head are trained in full
         from peft import get_peft_model
@@ -81,11 +80,11 @@ def main() -> None:
         data_collator=build_collator(data_args.packing, model_args.attn_implementation, pad_to_multiple_of),
         processing_class=tokenizer,
         callbacks=build_callbacks(training_args.callbacks, training_args),
+        benchmarks=benchmarks,  # scored at every evaluation, logged as eval_<name>
+        run_info=run_info,  # run_summary.json, recipe.yaml and the model card
+        flops_per_token=model_flops_per_token(model, data_args.context_length),
+        peak_flops=peak_flops_per_device(training_args.peak_tflops),
     )
-    trainer.flops_per_token = flops_per_token
-    trainer.peak_flops = peak_flops_per_device(training_args.peak_tflops)
-    trainer.benchmarks = benchmarks  # scored at every evaluation, logged as eval_<name>
-    trainer.run_info = run_info  # run_summary.json, recipe.yaml and the model card
     train_and_save(trainer, merge_adapters=model_args.peft_save == "merged")
 
 

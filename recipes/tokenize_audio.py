@@ -38,6 +38,7 @@ def main() -> None:
         tokenize_audio,
         write_report,
     )
+    from slam_recipes.files import atomic_write
 
     if not args.output_dir:
         raise ConfigError("output_dir is required")
@@ -51,7 +52,7 @@ def main() -> None:
     extractor, assigner = build_audio_tokenizer(args, device, args.dtype, centroids)
     if state.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
-        with open(os.path.join(args.output_dir, CONFIG_FILE), "w") as f:
+        with atomic_write(os.path.join(args.output_dir, CONFIG_FILE)) as f:
             json.dump({**args.settings(), "num_units": assigner.num_units}, f, indent=2)
     state.wait_for_everyone()
 

@@ -18,6 +18,8 @@ import yaml
 
 from slam_recipes.errors import ConfigError
 
+# The paper's sampling for continuations (Slamming, Sec. 4; TWIST's): the defaults of every generation option.
+PAPER_SAMPLING = {"do_sample": True, "temperature": 0.8, "top_k": 25, "max_new_tokens": 150, "repetition_penalty": 1.1}
 PACKING_MODES = ("padding_free", "block", "none")  # see slam_recipes.data.packing.pack
 AUTO_BLEU_TOKENIZERS = (
     "nltk",
@@ -411,11 +413,17 @@ class GenerationArguments(UnitTokenizerArguments):
         metadata={"help": "Unit frames per second before dedup (mHuBERT-25Hz: 25); cuts unit prompts to seconds."},
     )
     do_sample: bool = field(default=True, metadata={"help": "Sample (paper) rather than greedy decoding."})
-    temperature: float = field(default=0.8, metadata={"help": "Sampling temperature (paper: 0.8)."})
-    top_k: int = field(default=25, metadata={"help": "Top-k sampling (paper: 25)."})
+    temperature: float = field(
+        default=PAPER_SAMPLING["temperature"], metadata={"help": "Sampling temperature (paper: 0.8)."}
+    )
+    top_k: int = field(default=PAPER_SAMPLING["top_k"], metadata={"help": "Top-k sampling (paper: 25)."})
     top_p: float = field(default=1.0, metadata={"help": "Nucleus sampling (paper: 1.0, off)."})
-    max_new_tokens: int = field(default=150, metadata={"help": "Units generated at most (paper: 150)."})
-    repetition_penalty: float = field(default=1.1, metadata={"help": "Repetition penalty (paper: 1.1)."})
+    max_new_tokens: int = field(
+        default=PAPER_SAMPLING["max_new_tokens"], metadata={"help": "Units generated at most (paper: 150)."}
+    )
+    repetition_penalty: float = field(
+        default=PAPER_SAMPLING["repetition_penalty"], metadata={"help": "Repetition penalty (paper: 1.1)."}
+    )
     generation_batch_size: int = field(default=32, metadata={"help": "Prompts per generate call (left-padded)."})
     seed: int = field(default=42, metadata={"help": "Sampling seed."})
     vocoder_path: str | None = field(
@@ -560,8 +568,7 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
 
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
-    if config_path is not None:
-        _check_yaml(config_path, recipe_fields(dataclass_types))
+    recipe = read_recipe(config_path, recipe_fields(dataclass_types)) if config_path is not None else None
     parser = TrlParser(dataclass_types)
     if args is None and wants_help(argv):  # a recipe's --help: printed, and stored for the next time
         text = parser.format_help()
@@ -569,7 +576,15 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
         sys.stdout.write(text)
         sys.exit(0)
     try:
-        return parser.parse_args_and_config(args=argv)
+        if recipe is None or PARENT_KEY not in _read_yaml(config_path):
+            return parser.parse_args_and_config(args=argv)
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as folder:  # TrlParser reads one file: the recipe merged with its parents
+            merged = os.path.join(folder, os.path.basename(config_path))
+            with open(merged, "w") as f:
+                yaml.safe_dump(recipe, f, sort_keys=False)
+            return parser.parse_args_and_config(args=_with_config(argv, merged))
     except ConfigError:
         raise
     except ValueError as err:
@@ -587,10 +602,7 @@ def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
 
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
-    values: dict = {}
-    if config_path is not None:
-        with open(config_path) as f:
-            values = dict(yaml.safe_load(f) or {})
+    values = read_recipe(config_path) if config_path is not None else {}
     given = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
     for name in given:
         owner = next((obj for obj in parsed if name != "config" and hasattr(obj, name)), None)
@@ -619,8 +631,11 @@ def _config_path(argv: list[str]) -> str | None:
     return None
 
 
-def _check_yaml(path: str, known: set[str]) -> None:
-    """The recipe file must exist, be a YAML mapping, and hold only known keys."""
+PARENT_KEY = "parent"  # a recipe that names a parent recipe: the parent's mapping with this one's keys on top
+
+
+def _read_yaml(path: str) -> dict:
+    """The recipe file as a mapping; a missing file, invalid YAML or a non-mapping is a ConfigError naming it."""
     if not os.path.isfile(path):
         raise ConfigError(f"{path}: no such recipe file")
     try:
@@ -630,9 +645,47 @@ def _check_yaml(path: str, known: set[str]) -> None:
         raise ConfigError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from err
     if not isinstance(config, dict):
         raise ConfigError(f"{path}: must be a YAML mapping of option: value")
-    unknown = sorted(set(config) - known - {"env"})
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}{_other_stage_hint(unknown)}")
+    return config
+
+
+def read_recipe(path: str, known: set[str] | None = None, _children: tuple[str, ...] = ()) -> dict:
+    """The recipe at `path` as one mapping. A recipe with `parent: <file>` (relative to its own folder) is the
+    parent's mapping, in its order, with this recipe's keys on top (a key set to `null` removes the parent's value,
+    so the option takes its default): a base-LM
+    variant states only how it differs from the recipe it derives from. With `known`, an unknown key in any file of
+    the chain is a ConfigError naming that file."""
+    config = _read_yaml(path)
+    if known is not None:
+        unknown = sorted(set(config) - known - {"env", PARENT_KEY})
+        if unknown:
+            raise ConfigError(f"{path}: unknown key(s) {unknown}{_other_stage_hint(unknown)}")
+    parent = config.pop(PARENT_KEY, None)
+    if parent is None:
+        return config
+    if not isinstance(parent, str):
+        raise ConfigError(f"{path}: {PARENT_KEY} must be the path of a recipe file, got {parent!r}")
+    parent_path = os.path.normpath(os.path.join(os.path.dirname(path), parent))
+    if os.path.abspath(parent_path) in (os.path.abspath(p) for p in (path, *_children)):
+        raise ConfigError(f"{path}: {PARENT_KEY} {parent!r} leads back to itself")
+    merged = read_recipe(parent_path, known, (*_children, path)) | config
+    return {key: value for key, value in merged.items() if not (value is None and key in config)}
+
+
+def _with_config(argv: list[str], path: str) -> list[str]:
+    """`argv` with its --config value replaced by `path`."""
+    out, skip = [], False
+    for i, arg in enumerate(argv):
+        if skip:
+            skip = False
+            continue
+        if arg == "--config" and i + 1 < len(argv):
+            out += ["--config", path]
+            skip = True
+        elif arg.startswith("--config="):
+            out.append(f"--config={path}")
+        else:
+            out.append(arg)
+    return out
 
 
 @dataclass

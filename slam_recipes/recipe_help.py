@@ -18,6 +18,8 @@ import os
 import shutil
 import sys
 
+from slam_recipes.files import atomic_write
+
 HELP_FLAGS = ("-h", "--help")
 _LIBRARIES = ("transformers", "trl", "accelerate", "peft")
 
@@ -79,9 +81,7 @@ def store_help(script: str, argv: list[str], text: str) -> None:
     path = help_path(script, argv)
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        partial = f"{path}.{os.getpid()}.tmp"
-        with open(partial, "w") as f:
+        with atomic_write(path) as f:
             f.write(text)
-        os.replace(partial, path)
     except OSError:
         pass

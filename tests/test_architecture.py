@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO
 
 LIBRARY = os.path.join(REPO, "slam_recipes")
-BASE = {"errors", "units", "precision", "recipe_help", "configs"}
+BASE = {"errors", "units", "precision", "recipe_help", "configs", "files"}
 ALLOWED = {  # part -> the parts it may import (besides itself); docs/architecture.md's table
     "base": set(),
     "audio": {"base"},

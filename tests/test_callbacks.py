@@ -10,7 +10,8 @@ from slam_recipes.data.packing import build_collator, pack
 from slam_recipes.errors import ConfigError
 from slam_recipes.modeling.unit_lm import build_unit_lm
 from slam_recipes.training.arguments import PretrainConfig
-from slam_recipes.training.callbacks import BudgetSchedule, TimeBudgetCallback, build_callbacks, parse_time_budget
+from slam_recipes.training.budget import BudgetSchedule, TimeBudgetCallback, parse_time_budget
+from slam_recipes.training.callbacks import build_callbacks
 from slam_recipes.training.trainer import UnitLMTrainer
 from slam_recipes.units import build_unit_tokenizer
 
@@ -102,7 +103,9 @@ class Pauses(TrainerCallback):
         self.clock.now += self.save
 
 
-def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_window=50, before_budget=(), **overrides):
+def make_trainer(
+    tmp_path, clock, budget="10", extra_callbacks=(), step_time_window=50, before_budget=(), extras=None, **overrides
+):
     model = build_unit_lm(write_config(tmp_path / "cfg", TINY_CONFIGS["qwen2"]), twist_init=False)
     rows = [[1] + [2 + (i * 7 + j) % 40 for j in range(20)] + [1] for i in range(64)]
     data = pack(Dataset.from_dict({"input_ids": rows}), 64, "padding_free")
@@ -135,14 +138,14 @@ def make_trainer(tmp_path, clock, budget="10", extra_callbacks=(), step_time_win
         data_collator=build_collator("padding_free"),
         processing_class=build_unit_tokenizer(500),
         callbacks=[Tick(clock), *before_budget, budget_callback, *extra_callbacks],
+        **(extras or {}),
     )
     return trainer, budget_callback
 
 
 def test_budget_stops_evaluates_saves_and_reaches_min_lr(tmp_path):
     clock = FakeClock()
-    trainer, budget = make_trainer(tmp_path, clock)
-    trainer.flops_per_token, trainer.peak_flops = 2.0e6, 1.0e12
+    trainer, budget = make_trainer(tmp_path, clock, extras={"flops_per_token": 2.0e6, "peak_flops": 1.0e12})
     trainer.train()
     assert trainer.state.global_step == 10 and budget.stopped_at_step == 10
     history = trainer.state.log_history
@@ -180,7 +183,7 @@ def test_tokens_per_second_spans_the_whole_run_across_a_resume(tmp_path):
     """Issue 20, part 3. 4 steps of 1 s, a checkpoint, a restart on another clock, 6 more steps of 1 s: the run's
     tokens/s is every token seen over 10 s of training (2 sessions), not over the second session's time. Before the
     fix it divided the tokens since the first start by the runtime since the resume."""
-    from slam_recipes.training.callbacks import TrainingClockCallback
+    from slam_recipes.training.budget import TrainingClockCallback
     from slam_recipes.training.records import run_summary
 
     clock = FakeClock()
@@ -189,10 +192,13 @@ def test_tokens_per_second_spans_the_whole_run_across_a_resume(tmp_path):
     tokens_at_checkpoint = trainer.state.num_input_tokens_seen
     clock = FakeClock(start=5000.0)
     trainer, _ = make_trainer(
-        tmp_path, clock, resume_from_checkpoint="latest", extra_callbacks=[TrainingClockCallback(clock)]
+        tmp_path,
+        clock,
+        resume_from_checkpoint="latest",
+        extra_callbacks=[TrainingClockCallback(clock)],
+        extras={"flops_per_token": 2.0e6, "peak_flops": 1.0e12},
     )
     metrics = trainer.train(resume_from_checkpoint=trainer.args.resume_from_checkpoint).metrics
-    trainer.flops_per_token, trainer.peak_flops = 2.0e6, 1.0e12
     # the tokens of each session, counted from the logs of the steps (a second path: the logged running totals)
     seen = [h["num_input_tokens_seen"] for h in trainer.state.log_history if "loss" in h]
     assert trainer.state.global_step == 10 and seen[3] == tokens_at_checkpoint and seen[-1] > tokens_at_checkpoint
@@ -212,7 +218,7 @@ def test_max_steps_first_uses_the_plain_schedule(tmp_path):
 
 def test_budget_first_with_max_steps_warns(tmp_path, caplog):
     trainer, budget = make_trainer(tmp_path, FakeClock(), budget="10", max_steps=50)
-    with caplog.at_level(logging.WARNING, logger="slam_recipes.training.callbacks"):
+    with caplog.at_level(logging.WARNING, logger="slam_recipes.training.budget"):
         trainer.train()
     assert trainer.state.global_step == 10 and budget.stopped_at_step == 10
     assert any("looks too short for max_steps=50" in r.getMessage() for r in caplog.records)
@@ -283,7 +289,7 @@ def test_a_slow_first_step_does_not_stretch_the_warmup(tmp_path):
 
 
 def test_last_step_before_the_deadline():
-    from slam_recipes.training.callbacks import last_step_before
+    from slam_recipes.training.budget import last_step_before
 
     assert last_step_before(2, 118.0, 1.0, []) == 120
     assert last_step_before(2, 118.5, 1.0, []) == 121  # the step that crosses the deadline is the last

@@ -11,6 +11,7 @@ from slam_recipes.configs import (
     PreferenceDataArguments,
     PretrainModelArguments,
     parse_recipe_args,
+    read_recipe,
 )
 from slam_recipes.errors import ConfigError
 from slam_recipes.training.arguments import PretrainConfig, SlamDPOConfig
@@ -146,6 +147,64 @@ def test_scaled_recipe_doubles_the_global_batch_on_two_gpus():
     assert per_step(scaled, 2) == 2 * per_step(slam, 1)
     assert scaled.time_budget_seconds > slam.time_budget_seconds
     assert scaled.learning_rate == slam.learning_rate
+
+
+MODEL_BLOCK = {"model_name_or_path", "rope_theta", "attn_implementation", "model_config_overrides"}
+DERIVED = {  # recipes derived from recipes/slam/pretrain.yaml, and the only keys each may set itself
+    "opt-125m": MODEL_BLOCK | {"output_dir"},
+    "pythia-410m": MODEL_BLOCK | {"output_dir"},
+    "smollm2-360m": MODEL_BLOCK | {"output_dir"},
+    "slam_scaled": {"output_dir", "time_budget", "num_train_epochs"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(DERIVED))
+def test_derived_recipes_state_only_how_they_differ(name):
+    """A base-LM variant is the Slam recipe with another model block: it names recipes/slam/pretrain.yaml as its
+    parent and sets nothing else, so a change to the Slam recipe reaches every variant and none can drift."""
+    import yaml
+
+    path = os.path.join(REPO, "recipes", name, "pretrain.yaml")
+    with open(path) as f:
+        own = yaml.safe_load(f)
+    assert own.pop("parent") == "../slam/pretrain.yaml"
+    assert set(own) <= DERIVED[name], set(own) - DERIVED[name]
+    slam = read_recipe(os.path.join(REPO, "recipes", "slam", "pretrain.yaml"))
+    merged = read_recipe(path)
+    expected = {key: value for key, value in (slam | own).items() if value is not None}  # null: the default
+    assert (
+        merged == expected
+        and [k for k in slam if k in merged] == list(merged)[: len(merged) - len(set(own) - set(slam))]
+    )
+    model_args, data_args, args = parse("--config", path)
+    _, slam_data, slam_args = parse("--config", os.path.join(REPO, "recipes", "slam", "pretrain.yaml"))
+    assert model_args.model_name_or_path == merged["model_name_or_path"] and model_args.unit_tokenizer
+    assert data_args == slam_data and args.learning_rate == slam_args.learning_rate == 1e-3
+    assert model_args.rope_theta == merged.get("rope_theta")
+
+
+def test_a_recipe_with_a_parent_is_the_parent_with_its_keys_on_top(tmp_path):
+    (tmp_path / "base").mkdir()
+    (tmp_path / "base" / "r.yaml").write_text("learning_rate: 0.1\nwarmup_steps: 5\nmodel_name_or_path: a\n")
+    child = tmp_path / "child.yaml"
+    child.write_text("parent: base/r.yaml\nwarmup_steps: null\nmodel_name_or_path: b\nseed: 3\n")
+    assert read_recipe(str(child)) == {
+        "learning_rate": 0.1,
+        "model_name_or_path": "b",
+        "seed": 3,
+    }
+    model_args, _, args = parse("--config", str(child), "--dataset_name", "d", "--output_dir", str(tmp_path / "o"))
+    assert (model_args.model_name_or_path, args.learning_rate, args.seed) == ("b", 0.1, 3)
+    assert args.warmup_steps == 0  # null removes the parent's 5: the default
+    (tmp_path / "base" / "r.yaml").write_text("lerning_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"base/r.yaml: unknown key\(s\) \['lerning_rate'\]"):
+        parse("--config", str(child))
+    (tmp_path / "base" / "r.yaml").write_text("parent: ../child.yaml\n")
+    with pytest.raises(ConfigError, match="leads back to itself"):
+        parse("--config", str(child))
+    child.write_text("parent: nowhere.yaml\n")
+    with pytest.raises(ConfigError, match="nowhere.yaml: no such recipe file"):
+        parse("--config", str(child))
 
 
 def test_cli_beats_yaml_beats_default():

@@ -17,8 +17,8 @@ from slam_recipes.evaluation.likelihood import (
     aggregate,
     evaluate_benchmark,
     frame,
-    length_batches,
     load_pair_benchmark,
+    padded_length_batches,
     pair_outcomes,
     sequence_log_likelihoods,
 )
@@ -71,9 +71,9 @@ def test_frame_and_length_batches():
     ids = frame(np.array([0, 499, 7]), np.array([0, 2, 3]))
     assert [x.tolist() for x in ids] == [[1, 2, 501, 1], [1, 9, 1]]
     lengths = np.array([5, 50, 7, 20, 50])
-    batches = length_batches(lengths, max_tokens_per_batch=100)
+    batches = padded_length_batches(lengths, max_tokens_per_batch=100)
     assert [b.tolist() for b in batches] == [[1, 4], [3, 2, 0]]  # longest first; rows × longest ≤ 100
-    assert [b.tolist() for b in length_batches(lengths, max_tokens_per_batch=10)][0] == [1]  # too long: alone
+    assert [b.tolist() for b in padded_length_batches(lengths, max_tokens_per_batch=10)][0] == [1]  # too long: alone
 
 
 def test_ties_count_half():
@@ -434,8 +434,8 @@ def test_benchmarks_are_scored_and_logged_at_each_evaluation(tmp_path, tiny_unit
         eval_dataset=rows,
         data_collator=build_collator("none"),
         processing_class=build_unit_tokenizer(500),
+        benchmarks=benchmarks,
     )
-    trainer.benchmarks = benchmarks
     trainer.train()
     logged = [h for h in trainer.state.log_history if "eval_tsc" in h]
     assert [h["step"] for h in logged] == [1, 2]
@@ -472,8 +472,8 @@ def test_dpo_trainer_scores_benchmarks_too(tmp_path, tiny_unit_lm_dir):
         train_dataset=pairs,
         eval_dataset=pairs.select(range(8)),
         processing_class=build_unit_tokenizer(500),
+        benchmarks=load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.parquet"], 500, max_pairs=30),
     )
-    trainer.benchmarks = load_benchmarks([f"tsc={REPO}/data/demo/eval/tsc.parquet"], 500, max_pairs=30)
     metrics = trainer.evaluate()
     assert "eval_rewards/margins" in metrics
     expected = reference_score(trainer.model, trainer.benchmarks["tsc"])

@@ -11,20 +11,17 @@ import torch
 from conftest import REPO, run_recipe, write_jsonl
 
 from slam_recipes.audio.vocoder import UnitHiFiGAN, VocoderConfig, fold_weight_norm, load_vocoder
-from slam_recipes.configs import GenerateArguments, parse_recipe_args
+from slam_recipes.configs import PAPER_SAMPLING, GenerateArguments, parse_recipe_args
 from slam_recipes.errors import ConfigError, DataError
 from slam_recipes.evaluation.generation import (
-    PAPER_SAMPLING,
     build_generation_config,
     continue_prompts,
-    cut_units,
     generate_continuations,
-    generative_metrics,
-    load_prompts,
     split_continuation,
-    transcribe,
 )
+from slam_recipes.evaluation.generative import generative_metrics, transcribe
 from slam_recipes.evaluation.metrics import perplexity_summary, text_nll, text_token_ids
+from slam_recipes.evaluation.prompts import cut_units, load_prompts
 from slam_recipes.units import EOS_ID, NUM_SPECIAL, PAD_ID
 
 TINY_VOCODER = {
@@ -99,7 +96,7 @@ def test_sampling_parameters_reach_generate(unit_lm, tmp_path, monkeypatch):
         return real_generate(*args, **kwargs)
 
     monkeypatch.setattr(unit_lm, "generate", spy)
-    from slam_recipes.evaluation.generation import Prompt
+    from slam_recipes.evaluation.prompts import Prompt
 
     prompts = [Prompt(id=f"p{i}", units=np.arange(3 + i)) for i in range(5)]
     args = Args(temperature=0.7, top_k=9, max_new_tokens=6, repetition_penalty=1.3)
@@ -310,7 +307,7 @@ def test_text_nll_is_the_lm_loss_and_empty_text_scores_nothing(tiny_text_lm_with
 
 
 def test_asr_pipeline_on_a_tiny_whisper_resamples_and_transcribes(tiny_whisper_dir):
-    from slam_recipes.evaluation.generation import load_asr
+    from slam_recipes.evaluation.generative import load_asr
 
     asr = load_asr(tiny_whisper_dir, device="cpu")
     rng = np.random.default_rng(0)

@@ -157,7 +157,7 @@ def test_resume_without_a_checkpoint_is_one_line_before_anything_runs(tmp_path):
 
 
 def test_resume_latest_skips_a_half_written_checkpoint(tmp_path):
-    from slam_recipes.training.callbacks import latest_complete_checkpoint
+    from slam_recipes.training.checkpoints import latest_complete_checkpoint
 
     for step, complete in ((10, True), (20, True), (30, False)):  # a crash while checkpoint-30 was being written
         (tmp_path / f"checkpoint-{step}").mkdir()
@@ -169,7 +169,7 @@ def test_resume_latest_skips_a_half_written_checkpoint(tmp_path):
 
 
 def test_downtime_counts_only_when_asked():
-    from slam_recipes.training.callbacks import TimeBudgetCallback
+    from slam_recipes.training.budget import TimeBudgetCallback
 
     class State:
         global_step = 10

@@ -10,10 +10,9 @@ import numpy as np
 import torch
 
 from slam_recipes.errors import ConfigError
+from slam_recipes.files import atomic_path
 
 logger = logging.getLogger(__name__)
-
-PICKLE_EXTENSIONS = (".bin", ".pkl", ".pickle", ".joblib")
 
 
 def save_centroids(path: str, centroids: torch.Tensor) -> None:
@@ -21,8 +20,8 @@ def save_centroids(path: str, centroids: torch.Tensor) -> None:
     from safetensors.torch import save_file
 
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    save_file({"centroids": centroids.detach().float().cpu().contiguous()}, path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with atomic_path(path) as temporary:
+        save_file({"centroids": centroids.detach().float().cpu().contiguous()}, temporary)
 
 
 def converted_path(path: str) -> str:

@@ -29,6 +29,7 @@ from slam_recipes.audio.features import (
     samples_before_resampling,
 )
 from slam_recipes.errors import ConfigError, DataError, first_line
+from slam_recipes.files import atomic_path, atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +139,7 @@ def shards(rows: Iterable[dict], shard_size: int) -> Iterator[tuple[int, list[di
         yield index, batch
 
 
-def length_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
+def sample_budget_batches(lengths: list[int], max_samples: int) -> list[list[int]]:
     """Indices sorted by decreasing length, grouped so each batch holds at most `max_samples` audio samples in all
     (a longer waveform gets a batch of its own)."""
     order = sorted(range(len(lengths)), key=lambda i: -lengths[i])
@@ -199,7 +200,7 @@ def tokenize_rows(
     durations: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
     for column in audio_columns:
         lengths = [len(w) for w in waveforms[column]]
-        for batch in length_batches(lengths, max_batch_samples):
+        for batch in sample_budget_batches(lengths, max_batch_samples):
             features = extractor([waveforms[column][i] for i in batch])
             for i, frames in zip(batch, features, strict=True):
                 if frames.shape[0] == 0:
@@ -266,8 +267,8 @@ def write_shard(path: str, rows: list[dict], unit_columns: list[str]) -> None:
         else:
             columns[name] = pa.array(values)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    pq.write_table(pa.table(columns), path + ".tmp")
-    os.replace(path + ".tmp", path)
+    with atomic_path(path) as temporary:
+        pq.write_table(pa.table(columns), temporary)
 
 
 class AudioProgress:
@@ -359,9 +360,8 @@ def tokenize_audio(
             if out:
                 write_shard(os.path.join(output_dir, SHARD_FILE.format(index)), out, unit_columns)
             os.makedirs(os.path.dirname(done), exist_ok=True)
-            with open(done + ".tmp", "w") as f:
+            with atomic_write(done) as f:
                 json.dump({"rows": len(out), "skipped": skipped, "audio_seconds": seconds}, f)
-            os.replace(done + ".tmp", done)
             progress.update(len(shard_rows))
             summary["shards_written"] += 1
             summary["files"] += len(out)
@@ -383,7 +383,7 @@ def write_report(output_dir: str) -> list[dict]:
         if name.endswith(".json"):
             with open(os.path.join(folder, name)) as f:
                 skipped += json.load(f)["skipped"]
-    with open(os.path.join(output_dir, REPORT_FILE), "w") as f:
+    with atomic_write(os.path.join(output_dir, REPORT_FILE)) as f:
         f.writelines(json.dumps(item) + "\n" for item in skipped)
     return skipped
 

@@ -28,10 +28,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from slam_recipes.errors import ConfigError, first_line
+from slam_recipes.files import atomic_path, atomic_write
 
 DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "slam_recipes", "vocoders")
-TEXTLESS_URL = "https://dl.fbaipublicfiles.com/textless_nlp/twist/speech_tokenizer/"
-MHUBERT_25HZ_VOCODER = TEXTLESS_URL + "hifigan_lj_mhubert_base_25hz.pt"
 _UNSUPPORTED = ("f0", "multispkr", "multistyle")  # conditioning the unit-only vocoders of the paper do not use
 
 
@@ -239,8 +238,9 @@ class UnitHiFiGAN(nn.Module):
             else:
                 state[name] = tensor.clone()
         os.makedirs(os.path.dirname(os.path.abspath(checkpoint_path)), exist_ok=True)
-        torch.save({"generator": state}, checkpoint_path)
-        with open(config_path or default_config_path(checkpoint_path), "w") as f:
+        with atomic_path(checkpoint_path) as temporary:
+            torch.save({"generator": state}, temporary)
+        with atomic_write(config_path or default_config_path(checkpoint_path)) as f:
             json.dump({**asdict(self.config), "resblock": "1"}, f, indent=2)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 
+from slam_recipes.files import atomic_write
 from slam_recipes.training.records import plot_training, precision_text, read_log_history, read_run_summary
 
 
@@ -77,8 +78,8 @@ def write_demo_report(
         "hardware": hardware,
         "plot": plot,
     }
-    with open(os.path.join(output_dir, "results.md"), "w") as f:
+    with atomic_write(os.path.join(output_dir, "results.md")) as f:
         f.write("\n".join(lines) + "\n")
-    with open(os.path.join(output_dir, "results.json"), "w") as f:
+    with atomic_write(os.path.join(output_dir, "results.json")) as f:
         json.dump(summary, f, indent=2)
     return summary, lines

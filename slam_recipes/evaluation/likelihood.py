@@ -24,6 +24,7 @@ import numpy as np
 
 from slam_recipes.configs import parse_benchmark_specs
 from slam_recipes.errors import DataError
+from slam_recipes.files import atomic_write
 from slam_recipes.units import PAD_ID, frame_units
 
 logger = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def load_benchmarks(
 # ---------------------------------------------------------------------------------------------------------------------
 # Scoring: one forward pass per distinct sample, batched by length under a token budget
 # ---------------------------------------------------------------------------------------------------------------------
-def length_batches(lengths: np.ndarray, max_tokens_per_batch: int) -> list[np.ndarray]:
+def padded_length_batches(lengths: np.ndarray, max_tokens_per_batch: int) -> list[np.ndarray]:
     """Indices sorted by decreasing length, cut into batches whose padded size (rows × longest) stays within the
     budget (a sample longer than the budget gets a batch of its own). The longest batch comes first, so an
     out-of-memory shows at once."""
@@ -171,7 +172,7 @@ def sequence_log_likelihoods(
     model.eval()
     try:
         with torch.inference_mode():
-            for number, batch in enumerate(length_batches(lengths, max_tokens_per_batch)):
+            for number, batch in enumerate(padded_length_batches(lengths, max_tokens_per_batch)):
                 if number % world != rank:
                     continue
                 width = int(lengths[batch].max())
@@ -350,7 +351,6 @@ def write_results(output_dir: str, results: dict[str, dict], metadata: dict) -> 
         (json_path, json.dumps({**metadata, "results": results}, indent=2) + "\n"),
         (md_path, results_markdown(results)),
     ):
-        with open(path + ".tmp", "w") as f:
+        with atomic_write(path) as f:
             f.write(text)
-        os.replace(path + ".tmp", path)
     return json_path, md_path

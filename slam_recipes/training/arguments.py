@@ -15,7 +15,8 @@ from trl import DPOConfig
 
 from slam_recipes.configs import BenchmarkArguments
 from slam_recipes.errors import ConfigError
-from slam_recipes.training.callbacks import latest_complete_checkpoint, parse_time_budget
+from slam_recipes.training.budget import parse_time_budget
+from slam_recipes.training.checkpoints import latest_complete_checkpoint
 
 RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here
 

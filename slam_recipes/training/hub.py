@@ -14,8 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from slam_recipes.configs import PAPER_SAMPLING
 from slam_recipes.errors import ConfigError, first_line
-from slam_recipes.training.callbacks import format_seconds
+from slam_recipes.files import atomic_write
+from slam_recipes.training.budget import format_seconds
 from slam_recipes.training.records import RECIPE_FILE, SUMMARY_FILE, precision_text
 from slam_recipes.units import BOS_ID, NUM_SPECIAL, PAD_ID
 
@@ -208,7 +210,7 @@ def _evaluation_lines(output_dir: str, summary: dict) -> list[str]:
 
 def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None = None) -> str:
     """The README.md of a trained model folder, from `summary` or its `run_summary.json` (see
-    `reports.write_run_report`), with the evaluation results found in the folder."""
+    `records.write_run_report`), with the evaluation results found in the folder."""
     from huggingface_hub import ModelCardData
 
     summary = summary or _read_json(os.path.join(output_dir, SUMMARY_FILE))
@@ -305,7 +307,8 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         f'model = AutoModelForCausalLM.from_pretrained("{repo_id or name}")',
         f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or name}")',
         'prompt = tokenizer("<S><Un17><Un5>", return_tensors="pt")  # units of your audio, repeats removed',
-        "units = model.generate(**prompt, max_new_tokens=150, do_sample=True, temperature=0.8, top_k=25)",
+        f"units = model.generate(**prompt, max_new_tokens={PAPER_SAMPLING['max_new_tokens']}, do_sample=True, "
+        f"temperature={PAPER_SAMPLING['temperature']}, top_k={PAPER_SAMPLING['top_k']})",
         "print(tokenizer.decode(units[0]))",
         "```",
         "",
@@ -327,6 +330,6 @@ def write_model_card(output_dir: str, repo_id: str | None = None, summary: dict 
     card = model_card(output_dir, repo_id, summary)
     os.makedirs(output_dir, exist_ok=True)
     path = os.path.join(output_dir, CARD_FILE)
-    with open(path, "w", encoding="utf-8") as f:
+    with atomic_write(path, encoding="utf-8") as f:
         f.write(card)
     return path

@@ -8,6 +8,8 @@ import math
 import os
 import statistics
 
+from slam_recipes.files import atomic_path, atomic_write
+
 SUMMARY_FILE = "run_summary.json"
 RECIPE_FILE = "recipe.yaml"
 PLOT_FILE = "training.png"
@@ -56,7 +58,8 @@ def plot_training(runs: dict[str, list[dict]], path: str) -> str:
         ax.legend(lines[0] + more[0], lines[1] + more[1], loc="upper right", fontsize=8)
     figure.tight_layout()
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    figure.savefig(path, dpi=100)
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, format="png")
     plt.close(figure)
     return path
 
@@ -146,7 +149,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
     import transformers
     import trl
 
-    from slam_recipes.training.callbacks import TimeBudgetCallback, TrainingClockCallback
+    from slam_recipes.training.budget import TimeBudgetCallback, TrainingClockCallback
 
     state, args = trainer.state, trainer.args
     history = state.log_history
@@ -224,9 +227,9 @@ def write_run_report(trainer, train_metrics: dict) -> dict:
         return summary
     output_dir = trainer.args.output_dir
     os.makedirs(output_dir, exist_ok=True)
-    with open(os.path.join(output_dir, SUMMARY_FILE), "w") as f:
+    with atomic_write(os.path.join(output_dir, SUMMARY_FILE)) as f:
         json.dump(summary, f, indent=2)
-    with open(os.path.join(output_dir, RECIPE_FILE), "w") as f:
+    with atomic_write(os.path.join(output_dir, RECIPE_FILE)) as f:
         yaml.safe_dump(summary.get("recipe", {}), f, sort_keys=False, allow_unicode=True)
     plot_training({summary.get("stage", "training"): trainer.state.log_history}, os.path.join(output_dir, PLOT_FILE))
     return summary

@@ -16,16 +16,15 @@ from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
 from trl import DPOTrainer
 
-from slam_recipes.training.callbacks import (
+from slam_recipes.training.budget import (
     BUDGET_SCHEDULES,
-    EXIT_PREEMPTED,
     BudgetSchedule,
-    PreemptionCallback,
     TimeBudgetCallback,
     TrainingClockCallback,
-    clear_checkpoints,
     min_lr_ratio,
 )
+from slam_recipes.training.checkpoints import clear_checkpoints
+from slam_recipes.training.preemption import EXIT_PREEMPTED, PreemptionCallback
 
 # Dense bf16 tensor-core peak per device, in TFLOP/s (vendor datasheets). Matched against the device name.
 PEAK_BF16_TFLOPS = {
@@ -78,23 +77,37 @@ class SlamTrainerMixin:
     - `peak_memory_gib`: see `peak_memory_gib`.
 
     With a time budget and no `max_steps`, the LR schedule is a `BudgetSchedule` whose horizon the TimeBudgetCallback
-    fits to the budget. Set `benchmarks` (see `slam_recipes.evaluation.likelihood.load_benchmarks`) to score pairwise likelihood
-    benchmarks at every evaluation."""
+    fits to the budget.
+
+    Constructor keywords, besides the trainer's own: `benchmarks` ({name: PairBenchmark}, see
+    `slam_recipes.evaluation.likelihood.load_benchmarks`), scored at every evaluation and logged as `eval_<name>`;
+    `run_info` (`records.describe_run`), for run_summary.json and the model card; `flops_per_token` and
+    `peak_flops` (FLOP/s per device), for MFU."""
 
     flops_per_token: float | None = None
     peak_flops: float | None = None
     benchmarks: dict | None = None  # name → PairBenchmark
-    run_info: dict | None = None  # what the run is (see `reports.describe_run`): run_summary.json and the model card
-    run_summary: dict | None = None  # the measured record, set when training has ended (see `reports.run_summary`)
+    run_info: dict | None = None  # what the run is (see `records.describe_run`): run_summary.json and the model card
+    run_summary: dict | None = None  # the measured record, set when training has ended (see `records.run_summary`)
     # at the previous training log: time, real tokens, computed tokens, seconds spent waiting for data
     _throughput_mark: tuple[float, int, int, float] | None = None
     _computed_tokens: int = 0  # input positions (padding included) fetched by this process
     _data_wait: float = 0.0  # seconds this process spent fetching batches
 
-    def __init__(self, *args, **kwargs):
+    def __init__(
+        self,
+        *args,
+        benchmarks: dict | None = None,
+        run_info: dict | None = None,
+        flops_per_token: float | None = None,
+        peak_flops: float | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
+        self.benchmarks, self.run_info = benchmarks, run_info
+        self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         if not any(isinstance(cb, TrainingClockCallback) for cb in self.callback_handler.callbacks):
-            self.add_callback(TrainingClockCallback())  # the run's tokens/s across resumes (reports.run_summary)
+            self.add_callback(TrainingClockCallback())  # the run's tokens/s across resumes (records.run_summary)
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
@@ -196,7 +209,8 @@ def train_and_save(trainer, merge_adapters: bool = True) -> None:
     `StagedCheckpointCallback`), record metrics and state, write the run's report (run_summary.json, recipe.yaml,
     training.png), save the model; with `push_to_hub`, the Trainer's `save_model` then pushes the folder with this
     package's model card."""
-    from slam_recipes.training.callbacks import RecipeLoggingCallback, StagedCheckpointCallback
+    from slam_recipes.training.callbacks import RecipeLoggingCallback
+    from slam_recipes.training.checkpoints import StagedCheckpointCallback
     from slam_recipes.training.records import write_run_report
 
     args = trainer.args
