@@ -16,8 +16,8 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
-    from slam_recipes.configs import ModelArguments, PreferenceDataArguments, parse_recipe_args, resolved_recipe
-    from slam_recipes.training.arguments import SlamDPOConfig
+    from slam_recipes.configs import PreferenceDataArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.training.arguments import ModelArguments, SlamDPOConfig
 
     parsed = parse_recipe_args((ModelArguments, PreferenceDataArguments, SlamDPOConfig))
     model_args, data_args, training_args = parsed
@@ -26,7 +26,7 @@ def main() -> None:
 
     from slam_recipes import build_callbacks, build_unit_lm, check_vocab, load_or_build_tokenizer
     from slam_recipes.evaluation.likelihood import load_benchmarks
-    from slam_recipes.modeling.unit_lm import build_lora_config, check_unit_lm, count_parameters, make_reference_model
+    from slam_recipes.modeling.unit_lm import build_peft_config, check_unit_lm, count_parameters, make_reference_model
     from slam_recipes.preference.pairs import build_preference_datasets
     from slam_recipes.training.hub import check_trainer_push
     from slam_recipes.training.records import describe_run
@@ -57,7 +57,7 @@ def main() -> None:
     )
     needs_reference = not (model_args.use_peft or training_args.precompute_ref_log_probs)
     ref_model = make_reference_model(model) if needs_reference else None
-    peft_config = build_lora_config(model, **model_args.lora_kwargs()) if model_args.use_peft else None
+    peft_config = build_peft_config(model_args)
 
     # Training
     trainer = UnitDPOTrainer(

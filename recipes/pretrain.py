@@ -19,8 +19,8 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
-    from slam_recipes.configs import DataArguments, PretrainModelArguments, parse_recipe_args, resolved_recipe
-    from slam_recipes.training.arguments import PretrainConfig
+    from slam_recipes.configs import DataArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.training.arguments import PretrainConfig, PretrainModelArguments
 
     parsed = model_args, data_args, training_args = parse_recipe_args(
         (PretrainModelArguments, DataArguments, PretrainConfig)
@@ -39,7 +39,7 @@ def main() -> None:
         load_or_build_tokenizer,
     )
     from slam_recipes.evaluation.likelihood import load_benchmarks
-    from slam_recipes.modeling.unit_lm import build_lora_config, count_parameters, model_flops_per_token
+    from slam_recipes.modeling.unit_lm import build_peft_config, count_parameters, model_flops_per_token
     from slam_recipes.training.hub import check_trainer_push
     from slam_recipes.training.records import describe_run
     from slam_recipes.training.trainer import peak_flops_per_device, setup_logging, train_and_save
@@ -69,7 +69,7 @@ def main() -> None:
     if model_args.use_peft:  # LoRA on the transformer; the new unit embeddings and head are trained in full
         from peft import get_peft_model
 
-        model = get_peft_model(model, build_lora_config(model, **model_args.lora_kwargs(), train_embeddings=True))
+        model = get_peft_model(model, build_peft_config(model_args, model, train_embeddings=True))
 
     # Training
     trainer = UnitLMTrainer(

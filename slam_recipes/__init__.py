@@ -13,7 +13,7 @@ import importlib
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "configs": ("DataArguments", "ModelArguments", "PretrainModelArguments", "parse_recipe_args"),
+    "configs": ("DataArguments", "parse_recipe_args"),
     "data.packing": ("build_collator", "check_packing", "pack"),
     "data.sources": ("build_pretraining_datasets", "load_unit_datasets"),
     "errors": ("ConfigError", "DataError", "SlamError"),
@@ -24,7 +24,7 @@ _EXPORTS = {
         "flops_per_token",
         "load_or_build_tokenizer",
     ),
-    "training.arguments": ("PretrainConfig", "TimeBudgetArguments"),
+    "training.arguments": ("ModelArguments", "PretrainConfig", "PretrainModelArguments", "TimeBudgetArguments"),
     "training.callbacks": (
         "CALLBACKS",
         "BudgetSchedule",

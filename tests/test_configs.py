@@ -4,17 +4,9 @@ import os
 import pytest
 from conftest import REPO, run_recipe
 
-from slam_recipes.configs import (
-    DataArguments,
-    EvalArguments,
-    ModelArguments,
-    PreferenceDataArguments,
-    PretrainModelArguments,
-    parse_recipe_args,
-    read_recipe,
-)
+from slam_recipes.configs import DataArguments, EvalArguments, PreferenceDataArguments, parse_recipe_args, read_recipe
 from slam_recipes.errors import ConfigError
-from slam_recipes.training.arguments import PretrainConfig, SlamDPOConfig
+from slam_recipes.training.arguments import ModelArguments, PretrainConfig, PretrainModelArguments, SlamDPOConfig
 
 PRETRAIN = (PretrainModelArguments, DataArguments, PretrainConfig)
 DPO = (ModelArguments, PreferenceDataArguments, SlamDPOConfig)
@@ -205,6 +197,27 @@ def test_a_recipe_with_a_parent_is_the_parent_with_its_keys_on_top(tmp_path):
     child.write_text("parent: nowhere.yaml\n")
     with pytest.raises(ConfigError, match="nowhere.yaml: no such recipe file"):
         parse("--config", str(child))
+
+
+def test_model_arguments_are_trls_model_config_plus_this_packages_fields():
+    """ModelArguments extends trl.ModelConfig: TRL's fields and defaults, this package's fields on top, LoRA through
+    trl.get_peft_config; TRL's quantisation fields, which these recipes do not apply, are refused."""
+    import dataclasses
+
+    from trl import ModelConfig
+
+    from slam_recipes.training.arguments import ModelArguments
+
+    ours = {f.name for f in dataclasses.fields(ModelArguments)}
+    trls = {f.name for f in dataclasses.fields(ModelConfig)}
+    assert issubclass(ModelArguments, ModelConfig) and trls <= ours
+    assert ours - trls == {"num_units", "tokenizer_name_or_path", "rope_theta", "model_config_overrides",
+                           "unit_tokenizer", "peft_save"}  # fmt: skip
+    assert {"twist_init"} == {f.name for f in dataclasses.fields(PretrainModelArguments)} - ours
+    model_args, *_ = parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--use_dora", "true")
+    assert model_args.use_dora and model_args.lora_target_modules == "all-linear"
+    with pytest.raises(ConfigError, match="load_in_8bit / load_in_4bit: quantised base LMs"):
+        parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--load_in_4bit", "true")
 
 
 def test_cli_beats_yaml_beats_default():

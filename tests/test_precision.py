@@ -9,9 +9,9 @@ import pytest
 import torch
 from conftest import REPO
 
-from slam_recipes.configs import ModelArguments, PreferenceDataArguments, PretrainModelArguments, parse_recipe_args
+from slam_recipes.configs import PreferenceDataArguments, parse_recipe_args
 from slam_recipes.precision import choose_dtype, choose_training_precision, cpu_capability, native_bf16
-from slam_recipes.training.arguments import SlamDPOConfig
+from slam_recipes.training.arguments import ModelArguments, PretrainModelArguments, SlamDPOConfig
 
 
 def cpuinfo_native_bf16() -> bool:

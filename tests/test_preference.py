@@ -268,7 +268,8 @@ def test_dpo_with_peft_has_no_reference_copy(tmp_path, tiny_unit_lm_dir, peft_sa
 def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
     from peft import PeftModel
 
-    from slam_recipes.modeling.unit_lm import build_lora_config
+    from slam_recipes.modeling.unit_lm import build_peft_config
+    from slam_recipes.training.arguments import ModelArguments
 
     model = build_unit_lm(tiny_unit_lm_dir)
     train, _ = build_preference_datasets(
@@ -279,7 +280,7 @@ def test_peft_trainer_uses_the_base_as_reference(tmp_path, tiny_unit_lm_dir):
         args=SlamDPOConfig(output_dir=str(tmp_path / "o"), bf16=False, use_cpu=True, report_to="none", max_steps=1),
         train_dataset=train,
         processing_class=build_unit_tokenizer(500),
-        peft_config=build_lora_config(model, r=4),
+        peft_config=build_peft_config(ModelArguments(use_peft=True, lora_r=4)),
     )
     assert trainer.ref_model is None and isinstance(trainer.model, PeftModel)
 

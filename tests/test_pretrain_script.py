@@ -234,11 +234,14 @@ def test_pretraining_with_peft_trains_embeddings_and_saves_a_plain_model(tmp_pat
 def test_lora_for_pretraining_trains_the_new_vocabulary(tiny_config_dir):
     from peft import get_peft_model
 
-    from slam_recipes.modeling.unit_lm import build_lora_config, build_unit_lm
+    from slam_recipes.modeling.unit_lm import build_peft_config, build_unit_lm
+    from slam_recipes.training.arguments import PretrainModelArguments
 
     model = build_unit_lm(tiny_config_dir, twist_init=False)
-    config = build_lora_config(model, r=4, train_embeddings=True)
+    assert build_peft_config(PretrainModelArguments(), model, train_embeddings=True) is None  # no use_peft, no LoRA
+    config = build_peft_config(PretrainModelArguments(use_peft=True, lora_r=4), model, train_embeddings=True)
     assert set(config.modules_to_save) == {"embed_tokens", "lm_head"}
+    assert config.r == 4 and config.target_modules == "all-linear"  # this package's default, not PEFT's per-model one
     peft_model = get_peft_model(model, config)
     trainable = {n for n, p in peft_model.named_parameters() if p.requires_grad}
     assert any("embed_tokens" in n for n in trainable) and any("lora_A" in n for n in trainable)

@@ -9,15 +9,8 @@ import sys
 import pytest
 from conftest import REPO
 
-from slam_recipes.configs import (
-    DataArguments,
-    EvalArguments,
-    ModelArguments,
-    PreferenceDataArguments,
-    PretrainModelArguments,
-    parse_recipe_args,
-)
-from slam_recipes.training.arguments import PretrainConfig, SlamDPOConfig
+from slam_recipes.configs import DataArguments, EvalArguments, PreferenceDataArguments, parse_recipe_args
+from slam_recipes.training.arguments import ModelArguments, PretrainConfig, PretrainModelArguments, SlamDPOConfig
 
 with open(os.path.join(REPO, "README.md")) as f:
     README = f.read()

@@ -166,30 +166,17 @@ def embedding_module_names(model) -> list[str]:
     return sorted({name.rsplit(".", 1)[-1] for name, module in model.named_modules() if id(module) in targets})
 
 
-def build_lora_config(
-    model,
-    r: int = 16,
-    alpha: int = 32,
-    dropout: float = 0.05,
-    target_modules: list[str] | None = None,
-    modules_to_save: list[str] | None = None,
-    train_embeddings: bool = False,
-):
-    """A peft `LoraConfig`; `train_embeddings` also trains the unit embeddings and head in full (needed when the
-    vocabulary is new, i.e. TWIST pretraining)."""
-    from peft import LoraConfig
+def build_peft_config(model_args, model=None, train_embeddings: bool = False):
+    """The LoRA config of `model_args` (a `trl.ModelConfig`: `use_peft`, `lora_r`, `lora_alpha`, ...) through
+    `trl.get_peft_config`, or None without `use_peft`. `train_embeddings` also trains `model`'s unit embeddings and
+    head in full (`modules_to_save`: needed when the vocabulary is new, i.e. TWIST pretraining)."""
+    from trl import get_peft_config
 
-    save = list(modules_to_save or [])
-    if train_embeddings:
-        save += [name for name in embedding_module_names(model) if name not in save]
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=r,
-        lora_alpha=alpha,
-        lora_dropout=dropout,
-        target_modules=target_modules or "all-linear",
-        modules_to_save=save or None,
-    )
+    config = get_peft_config(model_args)
+    if config is not None and train_embeddings:
+        save = list(config.modules_to_save or [])
+        config.modules_to_save = save + [name for name in embedding_module_names(model) if name not in save]
+    return config
 
 
 def make_reference_model(model):

@@ -1,5 +1,6 @@
-"""The training recipes' configurations: `transformers.TrainingArguments` and TRL's `DPOConfig` plus this package's
-fields (time budget, run folder, callbacks, precision by capability, benchmarks scored at each evaluation).
+"""The training recipes' configurations: the model (`trl.ModelConfig` plus this package's fields), and
+`transformers.TrainingArguments` and TRL's `DPOConfig` plus this package's fields (time budget, run folder,
+callbacks, precision by capability, benchmarks scored at each evaluation).
 
 Kept apart from `slam_recipes.configs`, whose argument classes import nothing heavy: importing `TrainingArguments`
 costs torch, transformers, accelerate and PEFT.
@@ -7,11 +8,13 @@ costs torch, transformers, accelerate and PEFT.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass, field
+from typing import Any
 
 from transformers import TrainingArguments
-from trl import DPOConfig
+from trl import DPOConfig, ModelConfig
 
 from slam_recipes.configs import BenchmarkArguments
 from slam_recipes.errors import ConfigError
@@ -19,6 +22,90 @@ from slam_recipes.training.budget import parse_time_budget
 from slam_recipes.training.checkpoints import latest_complete_checkpoint
 
 RUN_FILES = ("trainer_state.json", "run_summary.json", "training_args.bin", "model.safetensors")  # a run was here
+
+
+@dataclass
+class ModelArguments(ModelConfig):
+    """Which model a training stage starts from: TRL's `ModelConfig` (checkpoint, `model_revision`, `dtype`,
+    `attn_implementation`, LoRA through `use_peft` / `lora_*`, quantisation) plus the unit vocabulary and this
+    package's overrides. DPO starts from a trained speech LM, whose weights are always loaded; pretraining adds
+    `twist_init` (`PretrainModelArguments`). Without `lora_target_modules`, LoRA adapts every linear layer but the
+    output head ("all-linear"), where PEFT would pick a per-architecture default."""
+
+    num_units: int = field(
+        default=500, metadata={"help": "Number of speech units; vocabulary = num_units + 2 (PAD, <S>)."}
+    )
+    tokenizer_name_or_path: str | None = field(
+        default=None, metadata={"help": "A saved unit tokenizer; default: the checkpoint's own, else a new one."}
+    )
+    rope_theta: float | None = field(default=None, metadata={"help": "RoPE base frequency override (paper: 10000)."})
+    model_config_overrides: dict | str | None = field(
+        default=None,
+        metadata={"help": "Other config fields to override, as a mapping (YAML) or JSON string (CLI)."},
+    )
+    unit_tokenizer: dict | str | None = field(
+        default=None,
+        metadata={
+            "help": "How the units were made, for the model card (feature_model, layer, kmeans, dedup, ...), as a "
+            "mapping (YAML) or JSON string; default: read from the datasets' tokenize_config.json when there is one."
+        },
+    )
+    peft_save: str = field(
+        default="merged",
+        metadata={"help": "merged: save a plain model with adapters folded in; adapter: save adapters."},
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        for name in ("model_config_overrides", "unit_tokenizer"):
+            if isinstance(getattr(self, name), str):
+                try:
+                    setattr(self, name, json.loads(getattr(self, name)))
+                except json.JSONDecodeError as err:
+                    raise ConfigError(f"{name} is not valid JSON: {err}") from err
+            if getattr(self, name) is not None and not isinstance(getattr(self, name), dict):
+                raise ConfigError(f"{name} must be a mapping, got {getattr(self, name)!r}")
+        if self.peft_save not in ("merged", "adapter"):
+            raise ConfigError(f"peft_save must be merged or adapter, got {self.peft_save!r}")
+        if self.num_units < 1 or self.num_units > 65534 - 2:
+            raise ConfigError(f"num_units must be in [1, 65532] (ids are stored as uint16), got {self.num_units}")
+        if self.lora_target_modules is None:
+            self.lora_target_modules = "all-linear"
+        if self.load_in_8bit or self.load_in_4bit:  # TRL's fields, which build_unit_lm does not apply
+            raise ConfigError(
+                "load_in_8bit / load_in_4bit: quantised base LMs (QLoRA) are not supported by these recipes; "
+                "use_peft with a bf16 or float32 base LM"
+            )
+
+    def build_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `build_unit_lm`: the weights are loaded (a trained speech LM's vocabulary is already
+        the units', so nothing is resized)."""
+        kwargs: dict[str, Any] = dict(self.model_config_overrides or {})
+        kwargs.update(num_units=self.num_units, twist_init=True)
+        for key, value in (
+            ("revision", self.model_revision),
+            ("dtype", self.dtype),
+            ("attn_implementation", self.attn_implementation),
+            ("rope_theta", self.rope_theta),
+        ):
+            if value is not None:
+                kwargs[key] = value
+        return kwargs
+
+
+@dataclass
+class PretrainModelArguments(ModelArguments):
+    """The base LM of pretraining and how to initialise it."""
+
+    twist_init: bool = field(
+        default=True,
+        metadata={
+            "help": "TWIST: load the text LM's weights, then replace its vocabulary. False: random init from config."
+        },
+    )
+
+    def build_kwargs(self) -> dict[str, Any]:
+        return {**super().build_kwargs(), "twist_init": self.twist_init}
 
 
 @dataclass
