@@ -16,7 +16,6 @@ from slam_recipes.errors import run_entry_point
 
 def main() -> None:
     import logging
-    import random
 
     from slam_recipes.configs import TokenizeArguments, parse_recipe_args
 
@@ -25,10 +24,9 @@ def main() -> None:
 
     import torch
 
-    from slam_recipes.audio.features import SAMPLE_RATE, build_feature_extractor, read_audio
+    from slam_recipes.audio.features import build_feature_extractor
     from slam_recipes.audio.kmeans import fit_kmeans, inertia, save_centroids
-    from slam_recipes.audio.tokenizer import open_audio_source
-    from slam_recipes.errors import DataError
+    from slam_recipes.audio.tokenizer import sample_features
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = build_feature_extractor(
@@ -37,30 +35,11 @@ def main() -> None:
     )  # fmt: skip
 
     # Data: a random sample of files (the first ones when streaming) up to sample_hours of audio
-    rows, columns, total = open_audio_source(
-        args.dataset_name, split=args.dataset_split, config_name=args.dataset_config, streaming=args.streaming,
-        audio_columns=args.audio_columns,
+    frames, recordings = sample_features(
+        args.dataset_name, extractor, hours=args.sample_hours, seed=args.seed, split=args.dataset_split,
+        config_name=args.dataset_config, streaming=args.streaming, audio_columns=args.audio_columns,
     )  # fmt: skip
-    if total is not None:
-        order = list(range(total))
-        random.Random(args.seed).shuffle(order)
-        rows = [rows[i] for i in order]
-    budget, features = args.sample_hours * 3600 * SAMPLE_RATE, []
-    for row in rows:
-        if budget <= 0:
-            break
-        for column in columns:
-            try:
-                audio = read_audio(row[column])[0]
-            except DataError as err:
-                logging.warning("skipped %s", err)
-                continue
-            features += extractor([audio])
-            budget -= len(audio)
-    if not features:
-        raise DataError(f"{args.dataset_name}: no readable audio to fit the k-means on")
-    frames = torch.cat(features)
-    print(f"{frames.shape[0]} frames of dimension {frames.shape[1]} from {len(features)} recordings", flush=True)
+    print(f"{frames.shape[0]} frames of dimension {frames.shape[1]} from {recordings} recordings", flush=True)
 
     # Fit
     centroids = fit_kmeans(

@@ -20,7 +20,7 @@ from slam_recipes.audio.features import (
 )
 from slam_recipes.audio.kmeans import NearestCentroid, fit_kmeans, inertia, load_centroids, save_centroids
 from slam_recipes.audio.tokenizer import open_audio_source, tokenize_audio, write_report
-from slam_recipes.errors import ConfigError
+from slam_recipes.errors import ConfigError, DataError
 
 TOKENIZE = os.path.join(REPO, "recipes", "tokenize_audio.py")
 FIT = os.path.join(REPO, "recipes", "fit_kmeans.py")
@@ -188,6 +188,28 @@ def make_wavs(folder):
     write_wav(folder / "empty.wav", np.zeros(0, dtype=np.float32))
     (folder / "broken.wav").write_bytes(b"not audio at all")
     return folder
+
+
+def test_the_kmeans_sample_stops_at_its_hours_skips_bad_files_and_follows_the_seed(tmp_path):
+    """`sample_features` (what recipes/fit_kmeans.py fits on): recordings are drawn in a seeded order until the audio
+    reaches `hours`; the broken and empty files are skipped; with too few hours it still takes one recording."""
+    from slam_recipes.audio.features import MFCCFeatures
+    from slam_recipes.audio.tokenizer import sample_features
+
+    wavs = make_wavs(tmp_path / "wavs")
+    extractor = MFCCFeatures()
+    every, count = sample_features(str(wavs), extractor, hours=1.0, seed=0)
+    assert count == 5  # 5 readable files of 0.5-1.5 s: 3.75 s in all, under the hour
+    one, count_one = sample_features(str(wavs), extractor, hours=1e-6, seed=0)
+    assert count_one == 1 and 0 < len(one) < len(every)
+    again, _ = sample_features(str(wavs), extractor, hours=1e-6, seed=0)
+    assert torch.equal(one, again)
+    firsts = {len(sample_features(str(wavs), extractor, hours=1e-6, seed=seed)[0]) for seed in range(8)}
+    assert len(firsts) > 1  # the seed picks which recording comes first (the 5 files have 5 lengths)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "broken.wav").write_bytes(b"not audio at all")
+    with pytest.raises(DataError, match="no readable audio to fit the k-means on"):
+        sample_features(str(tmp_path / "bad"), extractor, hours=1.0)
 
 
 def test_tokenize_skips_bad_audio_dedups_and_resumes(tmp_path, hubert_dir):

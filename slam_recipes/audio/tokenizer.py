@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import random
 import time
 from collections.abc import Iterable, Iterator
 
@@ -86,6 +87,44 @@ def open_audio_source(
         if isinstance(features[column], Audio):
             dataset = dataset.cast_column(column, Audio(decode=False))
     return dataset, columns, None if streaming else len(dataset)
+
+
+def sample_features(
+    source: str,
+    extractor,
+    *,
+    hours: float,
+    seed: int = 0,
+    split: str = "train",
+    config_name: str | None = None,
+    streaming: bool = False,
+    audio_columns: list[str] | None = None,
+) -> tuple[torch.Tensor, int]:
+    """Features of a random sample of `source`'s recordings (the first ones when streaming), drawn with `seed` until
+    `hours` of audio: (frames (N, dim), number of recordings), the data a k-means is fitted on. Unreadable files are
+    skipped with a warning; none readable is a DataError naming the source."""
+    rows, columns, total = open_audio_source(
+        source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
+    )
+    if total is not None:
+        order = list(range(total))
+        random.Random(seed).shuffle(order)
+        rows = [rows[i] for i in order]
+    budget, features = hours * 3600 * SAMPLE_RATE, []
+    for row in rows:
+        if budget <= 0:
+            break
+        for column in columns:
+            try:
+                audio = read_audio(row[column])[0]
+            except DataError as err:
+                logger.warning("skipped %s", err)
+                continue
+            features += extractor([audio])
+            budget -= len(audio)
+    if not features:
+        raise DataError(f"{source}: no readable audio to fit the k-means on")
+    return torch.cat(features), len(features)
 
 
 def is_audio_files(source: str) -> bool:
