@@ -48,6 +48,38 @@ def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
     return named
 
 
+# The keys of one entry of TRL's dataset mixture (`trl.scripts.utils.DatasetConfig`, the items of
+# `DatasetMixtureConfig.datasets`); tests/test_configs.py keeps this list equal to TRL's.
+DATASET_CONFIG_KEYS = ("path", "name", "data_dir", "data_files", "split", "columns", "fraction")
+
+
+def check_mixture(datasets) -> None:
+    """A ConfigError naming the entry (`datasets[i]`) for anything but a list of mappings with a `path` string and
+    only DATASET_CONFIG_KEYS; `columns` a list of names; `fraction` a number ≥ 0, given for every entry or none."""
+    if not isinstance(datasets, list) or not datasets:
+        raise ConfigError("datasets must be a non-empty list of mappings (path, name, split, columns, fraction, ...)")
+    for i, entry in enumerate(datasets):
+        where = f"datasets[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(f"{where} must be a mapping with a path, got {entry!r}")
+        unknown = sorted(set(entry) - set(DATASET_CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {list(DATASET_CONFIG_KEYS)}")
+        if not isinstance(entry.get("path"), str) or not entry["path"]:
+            raise ConfigError(f"{where}: path is required (a Hub dataset, a folder or data files)")
+        columns = entry.get("columns")
+        if columns is not None and (not isinstance(columns, list) or not all(isinstance(c, str) for c in columns)):
+            raise ConfigError(f"{where}: columns must be a list of column names, got {columns!r}")
+        fraction = entry.get("fraction")
+        if fraction is not None and (
+            isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or fraction < 0
+        ):
+            raise ConfigError(f"{where}: fraction must be a number ≥ 0, got {fraction!r}")
+    given = [entry.get("fraction") is not None for entry in datasets]
+    if any(given) and not all(given):
+        raise ConfigError("datasets: give a fraction for every source or for none")
+
+
 def check_auto_bleu(n: int, tokenizer: str) -> None:
     """The auto-BLEU options, for the DPO filter and the generative metrics: a one-line `ConfigError` when the n-gram
     order `n` is below 1 or `tokenizer` is not one of `AUTO_BLEU_TOKENIZERS`."""
@@ -59,13 +91,24 @@ def check_auto_bleu(n: int, tokenizer: str) -> None:
 
 @dataclass
 class SourceArguments:
-    """Where the data is and how it splits: the fields pretraining and DPO data share."""
+    """Where the data is and how it splits: the fields pretraining and DPO data share. The sources are given either
+    short, as `dataset_name` (a list of paths, with one `dataset_config` and `dataset_ratios` for all), or as TRL's
+    dataset mixture (`datasets`: one mapping per source, the entries of `trl.DatasetMixtureConfig`);
+    `slam_recipes.data.sources.as_mixture` reads either."""
 
     dataset_name: list[str] | None = field(
         default=None,
         metadata={
             "help": "One or more sources: Hub dataset names, save_to_disk folders, data folders, or "
-            "jsonl/parquet/arrow files (globs allowed)."
+            "jsonl/parquet/arrow files (globs allowed). The short form of `datasets`."
+        },
+    )
+    datasets: list[dict] | None = field(
+        default=None,
+        metadata={
+            "help": "The sources as TRL's dataset mixture (YAML): a list of mappings with `path` and optionally "
+            "`name` (config), `data_dir`, `data_files`, `split` (default: dataset_split), `columns` (kept columns) "
+            "and `fraction` (the source's share of a pretraining mixture). Instead of dataset_name."
         },
     )
     dataset_config: str | None = field(default=None, metadata={"help": "Hub dataset configuration name."})
@@ -82,6 +125,10 @@ class SourceArguments:
     def __post_init__(self):
         if not 0.0 <= self.validation_fraction < 1.0:
             raise ConfigError(f"validation_fraction must be in [0, 1), got {self.validation_fraction}")
+        if self.datasets is not None:
+            if self.dataset_name:
+                raise ConfigError("give the sources as dataset_name or as datasets, not both")
+            check_mixture(self.datasets)
 
 
 @dataclass
@@ -143,6 +190,8 @@ class DataArguments(SourceArguments):
             )
         if self.context_length < 4:
             raise ConfigError(f"context_length must be at least 4, got {self.context_length}")
+        if self.datasets is not None and self.dataset_ratios is not None:
+            raise ConfigError("dataset_ratios goes with dataset_name; in datasets, give each source its fraction")
 
 
 @dataclass
@@ -162,6 +211,8 @@ class PreferenceDataArguments(SourceArguments):
     def __post_init__(self):
         super().__post_init__()
         check_auto_bleu(self.auto_bleu_n, self.auto_bleu_tokenizer)
+        if any(entry.get("fraction") is not None for entry in self.datasets or []):
+            raise ConfigError("datasets: fraction is for pretraining mixtures; preference pairs are concatenated")
 
 
 @dataclass

@@ -220,6 +220,39 @@ def test_model_arguments_are_trls_model_config_plus_this_packages_fields():
         parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--load_in_4bit", "true")
 
 
+def test_the_dataset_mixture_form_is_trls_and_checked(tmp_path):
+    """`datasets:` takes the entries of TRL's DatasetMixtureConfig; a malformed entry is one line naming it."""
+    import dataclasses
+
+    from trl.scripts.utils import DatasetConfig
+
+    from slam_recipes.configs import DATASET_CONFIG_KEYS
+
+    assert set(DATASET_CONFIG_KEYS) == {f.name for f in dataclasses.fields(DatasetConfig)}
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text(
+        "datasets:\n  - path: data/units/a\n    fraction: 0.8\n  - path: slprl/b\n    name: default\n"
+        "    split: train\n    columns: [units]\n    fraction: 0.2\noutput_dir: o\n"
+    )
+    _, data_args, _ = parse("--config", str(recipe))
+    assert data_args.dataset_name is None and [e["path"] for e in data_args.datasets] == ["data/units/a", "slprl/b"]
+    for text, message in [
+        ("datasets:\n  - path: a\n    fractoin: 1\n", r"datasets\[0\]: unknown key\(s\) \['fractoin'\]"),
+        ("datasets:\n  - name: x\n", r"datasets\[0\]: path is required"),
+        ("datasets:\n  - path: a\n    fraction: 1\n  - path: b\n", "give a fraction for every source or for none"),
+        ("datasets:\n  - path: a\n    fraction: -1\n", r"datasets\[0\]: fraction must be a number ≥ 0"),
+        ("datasets:\n  - path: a\n    columns: units\n", r"datasets\[0\]: columns must be a list"),
+        ("dataset_name: [a]\ndatasets:\n  - path: b\n", "give the sources as dataset_name or as datasets, not both"),
+        ("datasets:\n  - path: a\n    fraction: 1\ndataset_ratios: [1]\n", "dataset_ratios goes with dataset_name"),
+    ]:
+        recipe.write_text(text + "output_dir: o\n")
+        with pytest.raises(ConfigError, match=message):
+            parse("--config", str(recipe))
+    recipe.write_text("datasets:\n  - path: a\n    fraction: 1\noutput_dir: o\n")
+    with pytest.raises(ConfigError, match="fraction is for pretraining mixtures"):
+        parse_dpo("--config", str(recipe))
+
+
 def test_cli_beats_yaml_beats_default():
     demo = os.path.join(REPO, "recipes/demo/pretrain.yaml")
     model_args, data_args, args = parse("--config", demo, "--learning_rate", "0.5", "--packing", "block")

@@ -385,3 +385,37 @@ def test_check_packing_refuses_inexact_padding_free(tmp_path):
     check_packing(opt_varlen, "padding_free", None)  # packed rows, boundaries from the restarting positions
     qwen = build_unit_lm(write_config(tmp_path / "q", TINY_CONFIGS["qwen2"]), twist_init=False)
     check_packing(qwen, "padding_free", None)
+
+
+# -- TRL's dataset mixture form ----------------------------------------------------------------------------------------
+def test_a_mixture_is_the_short_form_with_each_source_carrying_its_own_options(tmp_path):
+    """`datasets` entries (TRL's DatasetMixtureConfig form) give the same rows as the short form they stand for, and
+    carry per-source options the short form cannot: a split, a config, the columns kept, a fraction."""
+    a = write_jsonl(tmp_path / "a.jsonl", [{"units": [i, i + 1], "note": "x"} for i in range(20)])
+    b = write_jsonl(tmp_path / "b.jsonl", [{"units": [100 + i]} for i in range(30)])
+    short = build_pretraining_datasets([a, b], dataset_ratios=[0.7, 0.3], num_units=500, packing="none", seed=3)
+    mixture = [{"path": a, "fraction": 0.7}, {"path": b, "fraction": 0.3}]
+    long, _ = build_pretraining_datasets(datasets=mixture, num_units=500, packing="none", seed=3)
+    assert long["input_ids"] == short[0]["input_ids"] and len(long) > 0
+    concatenated, _ = build_pretraining_datasets(datasets=[{"path": a}, {"path": b}], num_units=500, packing="none")
+    assert len(concatenated) == 50  # no fractions: every row of both, as the short form without ratios
+
+    # Per-source split and columns: the train split of one saved DatasetDict, the validation split of another.
+    folder = str(tmp_path / "dd")
+    DatasetDict({
+        "train": Dataset.from_dict({"units": [[1, 2]] * 3, "extra": [0] * 3}),
+        "validation": Dataset.from_dict({"units": [[7, 8, 9]] * 2, "extra": [1] * 2}),
+    }).save_to_disk(folder)  # fmt: skip
+    rows = load_unit_datasets(
+        [{"path": folder, "columns": ["units"]}, {"path": folder, "split": "validation"}], num_units=500
+    )
+    assert rows["input_ids"] == [[1, 3, 4, 1]] * 3 + [[1, 9, 10, 11, 1]] * 2
+    # An evaluation split applies to every source, whatever split each names for training.
+    validation = load_unit_datasets(
+        [{"path": folder}, {"path": folder, "split": "train"}], num_units=500, split="validation", own_split=False
+    )
+    assert validation["input_ids"] == [[1, 9, 10, 11, 1]] * 4
+    with pytest.raises(DataError, match=r"no column\(s\) \['unit'\]"):
+        load_unit_datasets([{"path": a, "columns": ["unit"]}], num_units=500)
+    with pytest.raises(DataError, match="data_dir and data_files apply to Hub datasets and folders of data files"):
+        load_unit_datasets([{"path": a, "data_files": "x.jsonl"}], num_units=500)

@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets import concatenate_datasets, interleave_datasets, load_dataset, load_from_disk
 
+from slam_recipes.configs import DATASET_CONFIG_KEYS, check_mixture
 from slam_recipes.data.packing import pack
 from slam_recipes.errors import DataError, first_line
 from slam_recipes.units import NUM_SPECIAL, frame_units, parse_unit_strings
@@ -28,13 +29,26 @@ _FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": 
 # ---------------------------------------------------------------------------------------------------------------------
 # Loading
 # ---------------------------------------------------------------------------------------------------------------------
-def load_source(source: str, split: str = "train", config_name: str | None = None) -> list[tuple[str, object]]:
+def load_source(
+    source: str,
+    split: str = "train",
+    config_name: str | None = None,
+    *,
+    data_dir: str | None = None,
+    data_files=None,
+) -> list[tuple[str, object]]:
     """Load one `--dataset_name` value as `[(label, Dataset), ...]`.
 
     `source` is a Hub dataset name, a `save_to_disk` folder, a folder of data files, or a jsonl/parquet/arrow file
     or glob (each file is loaded on its own so errors can name it). `label` names the file or split for errors.
+    `data_dir` and `data_files` go to `datasets.load_dataset` (Hub datasets and folders of data files).
     """
+    by_builder = {"data_dir": data_dir, "data_files": data_files}
+    by_builder = {key: value for key, value in by_builder.items() if value is not None}
     try:
+        saved = any(os.path.isfile(os.path.join(source, name)) for name in ("dataset_dict.json", "state.json"))
+        if by_builder and (saved or glob.has_magic(source) or os.path.isfile(source)):
+            raise DataError(f"{source}: data_dir and data_files apply to Hub datasets and folders of data files")
         if os.path.isdir(source):
             label = f"{source} [{split}]"
             if os.path.isfile(os.path.join(source, "dataset_dict.json")):
@@ -46,7 +60,7 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
                 if split != "train":
                     raise DataError(f"{source}: a single saved Dataset has no {split!r} split")
                 return [(source, load_from_disk(source))]
-            return [(label, load_dataset(source, config_name, split=split))]
+            return [(label, load_dataset(source, config_name, split=split, **by_builder))]
         if glob.has_magic(source) or _builder(source):
             files = sorted(glob.glob(source))
             if not files:
@@ -65,7 +79,7 @@ def load_source(source: str, split: str = "train", config_name: str | None = Non
             return loaded
         if os.path.exists(source):
             raise DataError(f"{source}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
-        return [(f"{source} [{split}]", load_dataset(source, config_name, split=split))]
+        return [(f"{source} [{split}]", load_dataset(source, config_name, split=split, **by_builder))]
     except DataError:
         raise
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
@@ -325,8 +339,57 @@ def check_ratios(names: Sequence[str], ratios: Sequence[float], stopping_strateg
                 )
 
 
+def as_mixture(
+    dataset_name: Sequence[str] | None = None,
+    datasets: Sequence[dict] | None = None,
+    dataset_config: str | None = None,
+    dataset_ratios: Sequence[float] | None = None,
+) -> tuple[list[dict], list[float] | None]:
+    """The recipe's sources as entries of TRL's dataset mixture (every `DATASET_CONFIG_KEYS` key, None where unset)
+    and their sampling ratios (None: concatenate). `datasets` is the mixture as given (`fraction` → ratios); the
+    short form `dataset_name` takes one `dataset_config` and `dataset_ratios` for all its paths."""
+    if datasets is not None:
+        check_mixture(list(datasets))
+        entries = [as_entry(entry) for entry in datasets]
+        fractions = [entry["fraction"] for entry in entries]
+        return entries, None if fractions[0] is None else fractions
+    entries = [as_entry(path, dataset_config) for path in dataset_name or []]
+    return entries, None if dataset_ratios is None else list(dataset_ratios)
+
+
+def as_entry(source: str | dict, config_name: str | None = None) -> dict:
+    """A bare path (with `config_name`) or a partial mixture entry, as an entry with every DATASET_CONFIG_KEYS key."""
+    given = {"path": source, "name": config_name} if isinstance(source, str) else dict(source)
+    return dict.fromkeys(DATASET_CONFIG_KEYS) | given
+
+
+def split_of(entry: dict, split: str, own_split: bool = True) -> str:
+    """The split an entry is read from: its own `split` for training (`own_split`), else `split`."""
+    return entry["split"] if own_split and entry["split"] else split
+
+
+def load_entry(entry: str | dict, split: str, *, own_split: bool = True) -> list[tuple[str, object]]:
+    """`load_source` for one mixture entry (or a bare path): its `name`, `data_dir`, `data_files`, its own `split`
+    in place of `split` when `own_split` (the training split; an evaluation split applies to every source), and
+    only its `columns` when it names them."""
+    entry = as_entry(entry)
+    loaded = load_source(
+        entry["path"], split_of(entry, split, own_split), entry["name"], data_dir=entry["data_dir"],
+        data_files=entry["data_files"],
+    )  # fmt: skip
+    if entry["columns"] is None:
+        return loaded
+    selected = []
+    for label, dataset in loaded:
+        missing = [c for c in entry["columns"] if c not in dataset.column_names]
+        if missing:
+            raise DataError(f"{label}: no column(s) {missing} (has {dataset.column_names})")
+        selected.append((label, dataset.select_columns(entry["columns"])))
+    return selected
+
+
 def load_unit_datasets(
-    dataset_names: Sequence[str],
+    sources: Sequence[str | dict],
     *,
     split: str = "train",
     config_name: str | None = None,
@@ -334,19 +397,23 @@ def load_unit_datasets(
     stopping_strategy: str = "first_exhausted",
     seed: int = 42,
     num_proc: int | None = None,
+    own_split: bool = True,
     **options,
 ):
-    """Load every source, normalise it to token ids, then mix (`mix`: concatenated, or sampled by `ratios`).
-    `options` go to `to_token_ids`. A mixture that cannot be sampled is a `DataError` naming the source; a wrong
-    `ratios` list is refused before any source is loaded."""
-    names = [name if split == "train" else f"{name} [{split}]" for name in dataset_names]
+    """Load every source (a path, or an entry of TRL's dataset mixture: see `as_mixture`, `load_entry`),
+    normalise it to token ids, then mix (`mix`: concatenated, or sampled by `ratios`). `config_name` is the config
+    of bare paths; `options` go to `to_token_ids`. A mixture that cannot be sampled is a `DataError` naming the
+    source; a wrong `ratios` list is refused before any source is loaded."""
+    entries = [as_entry(source, config_name) for source in sources]
+    splits = [split_of(entry, split, own_split) for entry in entries]
+    names = [e["path"] if s == "train" else f"{e['path']} [{s}]" for e, s in zip(entries, splits, strict=True)]
     if ratios is not None:
         check_ratios(names, ratios, stopping_strategy)
     prepared = []
-    for name in dataset_names:
+    for entry in entries:
         parts = [
             to_token_ids(ds, label, num_proc=num_proc, **options)
-            for label, ds in load_source(name, split, config_name)
+            for label, ds in load_entry(entry, split, own_split=own_split)
         ]
         prepared.append(mix(parts))
     return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy, names=names)
@@ -381,8 +448,9 @@ def load_train_eval(
 
 
 def build_pretraining_datasets(
-    dataset_name: Sequence[str] | None,
+    dataset_name: Sequence[str] | None = None,
     *,
+    datasets: Sequence[dict] | None = None,
     num_units: int,
     context_length: int = 1024,
     packing: str = "padding_free",
@@ -400,12 +468,13 @@ def build_pretraining_datasets(
     preprocessing_num_workers: int | None = None,
     seed: int = 42,
 ):
-    """(train, eval or None) packed token-id datasets from the recipe's data options (names match DataArguments)."""
-    if not dataset_name:
-        raise DataError("dataset_name is required: a Hub dataset, a folder, or data files")
+    """(train, eval or None) packed token-id datasets from the recipe's data options (names match DataArguments):
+    the sources as `dataset_name` (short form) or `datasets` (TRL's mixture entries, see `as_mixture`)."""
+    sources, ratios = as_mixture(dataset_name, datasets, dataset_config, dataset_ratios)
+    if not sources:
+        raise DataError("dataset_name (or datasets) is required: a Hub dataset, a folder, or data files")
     common = dict(
-        config_name=dataset_config,
-        ratios=dataset_ratios,
+        ratios=ratios,
         stopping_strategy=mixture_stopping_strategy,
         seed=seed,
         num_proc=preprocessing_num_workers,
@@ -418,7 +487,7 @@ def build_pretraining_datasets(
         context_length=context_length,
     )
     train, evaluation = load_train_eval(
-        lambda split: load_unit_datasets(dataset_name, split=split, **common),
+        lambda split: load_unit_datasets(sources, split=split, own_split=split == dataset_split, **common),
         dataset_split,
         validation_split,
         validation_fraction,
@@ -426,7 +495,7 @@ def build_pretraining_datasets(
     )
     if len(train) == 0:
         raise DataError(
-            f"{list(dataset_name)}: no training rows left after filtering (min_units={min_units}, max_units={max_units})"
+            f"{[source['path'] for source in sources]}: no training rows left after filtering (min_units={min_units}, max_units={max_units})"
         )
     train = pack(train, context_length, packing, num_proc=preprocessing_num_workers)
     if evaluation is not None:

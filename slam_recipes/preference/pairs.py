@@ -14,7 +14,14 @@ import numpy as np
 import pyarrow as pa
 
 from slam_recipes.configs import check_auto_bleu
-from slam_recipes.data.sources import check_units_column, load_source, load_train_eval, read_units
+from slam_recipes.data.sources import (
+    as_entry,
+    as_mixture,
+    check_units_column,
+    load_entry,
+    load_train_eval,
+    read_units,
+)
 from slam_recipes.errors import DataError
 from slam_recipes.evaluation.metrics import auto_bleu
 from slam_recipes.units import BOS_TOKEN, EOS_TOKEN, units_to_string
@@ -99,11 +106,12 @@ def filter_repetitive(
 
 
 def load_preference_dataset(
-    dataset_names: Sequence[str],
+    sources: Sequence[str | dict],
     *,
     num_units: int,
     split: str = "train",
     config_name: str | None = None,
+    own_split: bool = True,
     dedup: bool = False,
     auto_bleu_filter: bool = True,
     auto_bleu_n: int = 2,
@@ -112,12 +120,13 @@ def load_preference_dataset(
     num_proc: int | None = None,
 ):
     """Load, filter (`filter_repetitive` with the `auto_bleu_*` options) and format preference pairs from every
-    source, concatenated."""
+    source (a path with `config_name`, or a mixture entry: see `slam_recipes.data.sources.load_entry`),
+    concatenated."""
     from datasets import concatenate_datasets
 
     parts = []
-    for name in dataset_names:
-        for label, dataset in load_source(name, split, config_name):
+    for source in sources:
+        for label, dataset in load_entry(as_entry(source, config_name), split, own_split=own_split):
             check_preference_columns(dataset, label)  # before the text columns the filter needs
             if auto_bleu_filter:
                 dataset = filter_repetitive(
@@ -128,8 +137,9 @@ def load_preference_dataset(
 
 
 def build_preference_datasets(
-    dataset_name: Sequence[str] | None,
+    dataset_name: Sequence[str] | None = None,
     *,
+    datasets: Sequence[dict] | None = None,
     num_units: int,
     dataset_config: str | None = None,
     dataset_split: str = "train",
@@ -143,14 +153,17 @@ def build_preference_datasets(
     preprocessing_num_workers: int | None = None,
     seed: int = 42,
 ):
-    """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments)."""
-    if not dataset_name:
-        raise DataError("dataset_name is required: a Hub dataset, a folder, or data files of preference pairs")
+    """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments):
+    the sources as `dataset_name` or `datasets` (TRL's mixture entries, without fractions: pairs are concatenated)."""
+    sources, ratios = as_mixture(dataset_name, datasets, dataset_config)
+    if not sources:
+        raise DataError("dataset_name (or datasets) is required: a Hub dataset, a folder, or data files of pairs")
+    if ratios is not None:
+        raise DataError("datasets: fraction is for pretraining mixtures; preference pairs are concatenated")
     if auto_bleu_filter:
         check_auto_bleu(auto_bleu_n, auto_bleu_tokenizer)  # before any data is read
     common = dict(
         num_units=num_units,
-        config_name=dataset_config,
         dedup=dedup,
         auto_bleu_filter=auto_bleu_filter,
         auto_bleu_n=auto_bleu_n,
@@ -159,12 +172,14 @@ def build_preference_datasets(
         num_proc=preprocessing_num_workers,
     )
     train, evaluation = load_train_eval(
-        lambda split: load_preference_dataset(dataset_name, split=split, **common),
+        lambda split: load_preference_dataset(sources, split=split, own_split=split == dataset_split, **common),
         dataset_split,
         validation_split,
         validation_fraction,
         seed,
     )
     if len(train) == 0:
-        raise DataError(f"{list(dataset_name)}: no preference pairs left after the auto-BLEU filter")
+        raise DataError(
+            f"{[source['path'] for source in sources]}: no preference pairs left after the auto-BLEU filter"
+        )
     return train, evaluation

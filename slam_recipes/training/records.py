@@ -93,7 +93,9 @@ def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters
 
     pretraining = stage == "pretraining"
     parent = None if pretraining else read_run_summary(model_args.model_name_or_path)
-    sources = list(data_args.dataset_name or [])
+    mixture = getattr(data_args, "datasets", None)
+    sources = [entry["path"] for entry in mixture] if mixture else list(data_args.dataset_name or [])
+    fractions = [entry.get("fraction") for entry in mixture or []]
     unit_tokenizer = (
         recorded_unit_tokenizer(sources)
         or (dict(model_args.unit_tokenizer) if model_args.unit_tokenizer else None)
@@ -101,7 +103,7 @@ def describe_run(stage: str, model_args, data_args, recipe: dict, num_parameters
     )
     data = {
         "datasets": sources,
-        "ratios": getattr(data_args, "dataset_ratios", None),
+        "ratios": fractions if any(f is not None for f in fractions) else getattr(data_args, "dataset_ratios", None),
         "packing": getattr(data_args, "packing", None),
         "context_length": context_length or getattr(data_args, "context_length", None),
     }
