@@ -144,20 +144,27 @@ def model_flops_per_token(model, context_length: int) -> float:
     return flops_per_token(count_parameters(model), config.num_hidden_layers, config.hidden_size, context_length)
 
 
+def check_unit_vocab(config, num_units: int, what: str) -> None:
+    """The speech LM's vocabulary check: `config` (a model config; its text config for a composite model) must have
+    the unit vocabulary, num_units + 2 tokens, or a ConfigError names `what` and both sizes."""
+    config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if config.vocab_size != vocab_size(num_units):
+        raise ConfigError(
+            f"tokenizer/model vocabulary mismatch: {what} has vocab_size {config.vocab_size}, the unit tokenizer has "
+            f"{vocab_size(num_units)} (num_units={num_units}); start from a pretrained speech LM"
+        )
+
+
 def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None = None) -> None:
     """A stage that starts from a trained speech LM (DPO, evaluation) refuses a checkpoint whose vocabulary is not
-    the units'."""
+    the units' (`check_unit_vocab`), before its weights are loaded."""
     from transformers import AutoConfig
 
     try:
-        config = AutoConfig.from_pretrained(model_name_or_path, revision=revision).get_text_config()
+        config = AutoConfig.from_pretrained(model_name_or_path, revision=revision)
     except OSError as err:  # no such folder, no such Hub repo, or offline without a cached copy
         raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}") from err
-    if config.vocab_size != vocab_size(num_units):
-        raise ConfigError(
-            f"tokenizer/model vocabulary mismatch: {model_name_or_path} has vocab_size {config.vocab_size}, the unit "
-            f"tokenizer has {vocab_size(num_units)} (num_units={num_units}); start from a pretrained speech LM"
-        )
+    check_unit_vocab(config, num_units, model_name_or_path)
 
 
 def embedding_module_names(model) -> list[str]:

@@ -14,8 +14,8 @@ import numpy as np
 from slam_recipes.errors import ConfigError, DataError
 from slam_recipes.evaluation.evaluate_metrics import SLAMMING_CITATION, pair_benchmark
 from slam_recipes.evaluation.likelihood import aggregate, evaluate_benchmark, pair_outcomes
-from slam_recipes.modeling.unit_lm import load_speech_lm
-from slam_recipes.units import DEFAULT_NUM_UNITS, vocab_size
+from slam_recipes.modeling.unit_lm import check_unit_vocab, load_speech_lm
+from slam_recipes.units import DEFAULT_NUM_UNITS
 
 CONFIGS = ("default", "log_likelihoods")
 _LOADING_DEFAULTS = {"revision": None, "dtype": "auto", "attn_implementation": None, "device": None}
@@ -152,20 +152,10 @@ class PairwiseLikelihood(evaluate.Metric):
         if model is None:
             model = load_speech_lm(model_id, num_units, **given)
         else:
-            check_model_vocab(model, num_units)
+            check_unit_vocab(model.config, num_units, "the model")
         result = evaluate_benchmark(model, benchmark, mean_nll=mean_nll, max_tokens_per_batch=max_tokens_per_batch)
         result.pop("source", None)
         return result
-
-
-def check_model_vocab(model, num_units: int) -> None:
-    """A model passed in must have the unit vocabulary: num_units + 2 tokens."""
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    if config.vocab_size != vocab_size(num_units):
-        raise ConfigError(
-            f"tokenizer/model vocabulary mismatch: the model has vocab_size {config.vocab_size}, the unit tokenizer "
-            f"has {vocab_size(num_units)} (num_units={num_units})"
-        )
 
 
 def score_log_likelihoods(positive: list, negative: list) -> dict:
