@@ -242,3 +242,22 @@ def test_sdpa_varlen_windows_come_in_few_lengths(monkeypatch):
     out = attention._per_document(q, kv, kv, spans, None, True)
     assert out.shape == q.shape and len(seen) == len(lengths)
     assert sorted(set(seen)) == [64, 128, 192]
+
+
+def test_the_preparation_section_checks_every_input_form_against_the_string_path(tmp_path, monkeypatch):
+    """bench/sections.py's preparation section on 60 synthetic utterances: the three input forms and the slamkit-style
+    string tokeniser give the same number of tokens (the section itself compares their ids and raises on a
+    difference), and padding-free packing puts several utterances in a row."""
+    import datasets
+
+    from bench.sections import STRING_BASELINE, bench_preparation
+
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "cache"))  # the section repoints it
+    result = bench_preparation(num_utterances=60, context_length=4096, repeats=1)
+    tokens = {row["input"]: row["tokens"] for row in result["rows"]}
+    assert set(tokens) == {
+        STRING_BASELINE,
+        *(f"{form} → unit path" for form in ("units jsonl", "audio_repr jsonl", "parquet")),
+    }
+    assert len(set(tokens.values())) == 1 and result["checked_rows"] == 60
+    assert 0 < result["packing"]["rows"] < 60  # whole utterances side by side: fewer rows than utterances
