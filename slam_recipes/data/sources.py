@@ -347,7 +347,10 @@ def as_mixture(
 ) -> tuple[list[dict], list[float] | None]:
     """The recipe's sources as entries of TRL's dataset mixture (every `DATASET_CONFIG_KEYS` key, None where unset)
     and their sampling ratios (None: concatenate). `datasets` is the mixture as given (`fraction` → ratios); the
-    short form `dataset_name` takes one `dataset_config` and `dataset_ratios` for all its paths."""
+    short form `dataset_name` takes one `dataset_config` and `dataset_ratios` for all its paths. Neither is a
+    DataError."""
+    if not dataset_name and not datasets:
+        raise DataError("dataset_name (or datasets) is required: a Hub dataset, a folder, or data files")
     if datasets is not None:
         check_mixture(list(datasets))
         entries = [as_entry(entry) for entry in datasets]
@@ -428,19 +431,20 @@ def count_tokens(dataset) -> int:
 
 
 def load_train_eval(
-    load: Callable[[str], object],
+    load: Callable[..., object],
     dataset_split: str = "train",
     validation_split: str | None = None,
     validation_fraction: float = 0.0,
     seed: int = 42,
 ):
-    """(train, eval or None): `load(split)` for training, and for evaluation either `load(validation_split)` or a
-    held-out `validation_fraction` of the training rows."""
+    """(train, eval or None): `load(split, own_split=True)` for training (each mixture entry may name its own
+    training split), and for evaluation either `load(validation_split, own_split=False)` (that split for every
+    source) or a held-out `validation_fraction` of the training rows."""
     if validation_split and validation_fraction:
         raise DataError("set validation_split or validation_fraction, not both")
-    train = load(dataset_split)
+    train = load(dataset_split, own_split=True)
     if validation_split:
-        return train, load(validation_split)
+        return train, load(validation_split, own_split=False)
     if validation_fraction:
         parts = train.train_test_split(test_size=validation_fraction, seed=seed)
         return parts["train"], parts["test"]
@@ -471,8 +475,6 @@ def build_pretraining_datasets(
     """(train, eval or None) packed token-id datasets from the recipe's data options (names match DataArguments):
     the sources as `dataset_name` (short form) or `datasets` (TRL's mixture entries, see `as_mixture`)."""
     sources, ratios = as_mixture(dataset_name, datasets, dataset_config, dataset_ratios)
-    if not sources:
-        raise DataError("dataset_name (or datasets) is required: a Hub dataset, a folder, or data files")
     common = dict(
         ratios=ratios,
         stopping_strategy=mixture_stopping_strategy,
@@ -487,7 +489,7 @@ def build_pretraining_datasets(
         context_length=context_length,
     )
     train, evaluation = load_train_eval(
-        lambda split: load_unit_datasets(sources, split=split, own_split=split == dataset_split, **common),
+        lambda split, own_split: load_unit_datasets(sources, split=split, own_split=own_split, **common),
         dataset_split,
         validation_split,
         validation_fraction,

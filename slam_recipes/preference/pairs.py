@@ -156,8 +156,6 @@ def build_preference_datasets(
     """(train, eval or None) preference datasets from the recipe's options (names match PreferenceDataArguments):
     the sources as `dataset_name` or `datasets` (TRL's mixture entries, without fractions: pairs are concatenated)."""
     sources, ratios = as_mixture(dataset_name, datasets, dataset_config)
-    if not sources:
-        raise DataError("dataset_name (or datasets) is required: a Hub dataset, a folder, or data files of pairs")
     if ratios is not None:
         raise DataError("datasets: fraction is for pretraining mixtures; preference pairs are concatenated")
     if auto_bleu_filter:
@@ -172,7 +170,7 @@ def build_preference_datasets(
         num_proc=preprocessing_num_workers,
     )
     train, evaluation = load_train_eval(
-        lambda split: load_preference_dataset(sources, split=split, own_split=split == dataset_split, **common),
+        lambda split, own_split: load_preference_dataset(sources, split=split, own_split=own_split, **common),
         dataset_split,
         validation_split,
         validation_fraction,
