@@ -21,6 +21,10 @@ def main() -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,), None)  # before the heavy imports: --help answers at once
+    if "://" in args.kmeans_path:
+        from slam_recipes.errors import ConfigError
+
+        raise ConfigError(f"kmeans_path {args.kmeans_path!r}: the fitted centroids are saved there, so a local path")
 
     import torch
 

@@ -312,7 +312,10 @@ class UnitTokenizerArguments:
     layer: int = field(default=11, metadata={"help": "Transformer layer whose output is clustered (1-based)."})
     kmeans_path: str | None = field(
         default=None,
-        metadata={"help": "Centroids: .safetensors / .npy, or a scikit-learn pickle (needs allow_pickle_kmeans)."},
+        metadata={
+            "help": "Centroids: .safetensors / .npy, or a scikit-learn pickle (needs allow_pickle_kmeans); a path or "
+            "a URL (downloaded once, checked against its published sha256)."
+        },
     )
     allow_pickle_kmeans: bool = field(
         default=False,
@@ -685,7 +688,7 @@ class TokenizeArguments(UnitTokenizerArguments):
             "feature_model": self.feature_model if self.backend == "hubert" else None,
             "layer": self.layer if self.backend == "hubert" else None,
             "mfcc_frame_rate": self.mfcc_frame_rate if self.backend == "mfcc" else None,
-            "kmeans_path": os.path.abspath(self.kmeans_path),
+            "kmeans_path": self.kmeans_path if "://" in self.kmeans_path else os.path.abspath(self.kmeans_path),
             "audio_columns": self.audio_columns,
             "dedup": self.dedup,
             "keep_durations": self.keep_durations,

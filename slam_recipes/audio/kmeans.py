@@ -31,9 +31,12 @@ def converted_path(path: str) -> str:
 def load_centroids(path: str, allow_pickle: bool = False) -> torch.Tensor:
     """`[k, dim]` float32 centroids from a safetensors or .npy file, or from a scikit-learn k-means pickle (such as
     textlesslib's `..._km500.bin`) when `allow_pickle` — loading a pickle runs code, so it must be asked for. A pickle
-    is converted once to `<name>.safetensors` next to it, which later runs use without the opt-in."""
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path}: no such k-means file")
+    is converted once to `<name>.safetensors` next to it, which later runs use without the opt-in. A URL is
+    downloaded once and checked against its published sha256 before it is cached or unpickled
+    (`slam_recipes.audio.downloads`)."""
+    from slam_recipes.audio.downloads import resolve_file
+
+    path = resolve_file(path, what="k-means file")
     extension = os.path.splitext(path)[1].lower()
     if extension == ".safetensors":
         from safetensors.torch import load_file

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from slam_recipes.audio.downloads import DEFAULT_CACHE, is_url, resolve_file
 from slam_recipes.errors import ConfigError, first_line
 from slam_recipes.files import atomic_path, atomic_write
 
-DEFAULT_CACHE = os.path.join(os.path.expanduser("~"), ".cache", "slam_recipes", "vocoders")
 _UNSUPPORTED = ("f0", "multispkr", "multistyle")  # conditioning the unit-only vocoders of the paper do not use
 
 
@@ -273,26 +273,6 @@ def default_config_path(checkpoint_path: str) -> str:
     return os.path.splitext(checkpoint_path)[0] + "_config.json"
 
 
-def resolve_file(path_or_url: str, cache_dir: str = DEFAULT_CACHE) -> str:
-    """A local path as it is; a URL downloaded once into `cache_dir` (then read from there, offline too)."""
-    if not path_or_url.startswith(("http://", "https://")):
-        if not os.path.isfile(path_or_url):
-            raise ConfigError(f"{path_or_url}: no such vocoder file")
-        return path_or_url
-    local = os.path.join(cache_dir, os.path.basename(path_or_url.split("?")[0]))
-    if os.path.isfile(local):
-        return local
-    os.makedirs(cache_dir, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(path_or_url, local + ".partial", progress=True)
-    except Exception as err:  # network errors come in many types (URLError, HTTPError, OSError, timeouts)
-        raise ConfigError(
-            f"{path_or_url}: cannot download ({first_line(err)}); download it yourself and pass the local path"
-        ) from err
-    os.replace(local + ".partial", local)
-    return local
-
-
 def load_vocoder(
     path_or_url: str,
     config_path_or_url: str | None = None,
@@ -310,10 +290,10 @@ def load_vocoder(
     if config_path_or_url is None:
         config_path_or_url = default_config_path(path_or_url)
         beside = os.path.join(os.path.dirname(path_or_url), "config.json")
-        if not path_or_url.startswith(("http://", "https://")) and not os.path.isfile(config_path_or_url):
+        if not is_url(path_or_url) and not os.path.isfile(config_path_or_url):
             config_path_or_url = beside
-    checkpoint_file = resolve_file(path_or_url, cache_dir)
-    config_file = resolve_file(config_path_or_url, cache_dir)
+    checkpoint_file = resolve_file(path_or_url, cache_dir, what="vocoder file")
+    config_file = resolve_file(config_path_or_url, cache_dir, what="vocoder file")
     try:
         with open(config_file) as f:
             config = VocoderConfig.from_dict(json.load(f), config_file)
