@@ -87,5 +87,5 @@ def test_a_vocoder_and_centroids_load_from_urls_only_when_their_hashes_match(ser
     monkeypatch.setitem(downloads.PUBLISHED_SHA256, base + "km2.safetensors", sha256(served / "km.safetensors"))
     with pytest.raises(ConfigError, match="not the published one"):
         load_centroids(base + "km2.safetensors")
-    assert not os.path.exists(os.path.join(cache, "km2.safetensors"))
+    assert sorted(os.listdir(cache)) == ["km.safetensors", "voc.pt", "voc_config.json"]  # the tampered one: not cached
     assert json.loads((served / "voc_config.json").read_text())["num_embeddings"] == 20

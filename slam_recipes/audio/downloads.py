@@ -32,17 +32,16 @@ def is_url(path_or_url: str) -> bool:
     return path_or_url.startswith(("http://", "https://"))
 
 
-def resolve_file(
-    path_or_url: str, cache_dir: str = DEFAULT_CACHE, sha256: str | None = None, what: str = "file"
-) -> str:
-    """A local path as it is (a ConfigError naming `what` when missing); a URL downloaded once into `cache_dir` and
-    read from there afterwards, offline too. The download is checked against `sha256`, else the URL's published
+def resolve_file(path_or_url: str, cache_dir: str | None = None, sha256: str | None = None, what: str = "file") -> str:
+    """A local path as it is (a ConfigError naming `what` when missing); a URL downloaded once into `cache_dir`
+    (default: DEFAULT_CACHE, read at call time) and read from there afterwards, offline too. The download is checked against `sha256`, else the URL's published
     hash (`PUBLISHED_SHA256`): a mismatch is a ConfigError and nothing is cached. A URL with no known hash is
     downloaded unchecked, with a warning."""
     if not is_url(path_or_url):
         if not os.path.isfile(path_or_url):
             raise ConfigError(f"{path_or_url}: no such {what}")
         return path_or_url
+    cache_dir = cache_dir or DEFAULT_CACHE
     local = os.path.join(cache_dir, os.path.basename(path_or_url.split("?")[0]))
     if os.path.isfile(local):
         return local

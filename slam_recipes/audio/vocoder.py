@@ -27,7 +27,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from slam_recipes.audio.downloads import DEFAULT_CACHE, is_url, resolve_file
+from slam_recipes.audio.downloads import is_url, resolve_file
 from slam_recipes.errors import ConfigError, first_line
 from slam_recipes.files import atomic_path, atomic_write
 
@@ -278,7 +278,7 @@ def load_vocoder(
     config_path_or_url: str | None = None,
     *,
     device: str | None = None,
-    cache_dir: str = DEFAULT_CACHE,
+    cache_dir: str | None = None,
 ) -> UnitHiFiGAN:
     """A unit HiFi-GAN from a textlesslib-format checkpoint (file, folder holding one `.pt` and its config, or URL)
     and its JSON config (default: `<checkpoint>_config.json` beside it, or `config.json` in its folder)."""
