@@ -594,9 +594,8 @@ def _read_yaml(path: str) -> dict:
 def read_recipe(path: str, known: set[str] | None = None, _children: tuple[str, ...] = ()) -> dict:
     """The recipe at `path` as one mapping. A recipe with `parent: <file>` (relative to its own folder) is the
     parent's mapping, in its order, with this recipe's keys on top (a key set to `null` removes the parent's value,
-    so the option takes its default): a base-LM
-    variant states only how it differs from the recipe it derives from. With `known`, an unknown key in any file of
-    the chain is a ConfigError naming that file."""
+    so the option takes its default): a base-LM variant states only how it differs from the recipe it derives from.
+    With `known`, an unknown key in any file of the chain is a ConfigError naming that file."""
     config = _read_yaml(path)
     if known is not None:
         unknown = sorted(set(config) - known - {"env", PARENT_KEY})
