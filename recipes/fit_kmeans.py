@@ -21,17 +21,14 @@ def main() -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,), None)  # before the heavy imports: --help answers at once
-    if "://" in args.kmeans_path:
-        from slam_recipes.errors import ConfigError
-
-        raise ConfigError(f"kmeans_path {args.kmeans_path!r}: the fitted centroids are saved there, so a local path")
 
     import torch
 
     from slam_recipes.audio.features import build_feature_extractor
-    from slam_recipes.audio.kmeans import fit_kmeans, inertia, save_centroids
+    from slam_recipes.audio.kmeans import check_save_path, fit_kmeans, inertia, save_centroids
     from slam_recipes.audio.tokenizer import sample_features
 
+    check_save_path(args.kmeans_path)  # before minutes of feature extraction and fitting
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     extractor = build_feature_extractor(
         args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype,

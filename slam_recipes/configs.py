@@ -519,11 +519,11 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
         sys.stdout.write(text)
         sys.exit(0)
     try:
-        if recipe is None or PARENT_KEY not in _read_yaml(config_path):
+        if recipe is None:
             return parser.parse_args_and_config(args=argv)
         import tempfile
 
-        with tempfile.TemporaryDirectory() as folder:  # TrlParser reads one file: the recipe merged with its parents
+        with tempfile.TemporaryDirectory() as folder:  # TrlParser reads one file: the recipe as read_recipe merged it
             merged = os.path.join(folder, os.path.basename(config_path))
             with open(merged, "w") as f:
                 yaml.safe_dump(recipe, f, sort_keys=False)

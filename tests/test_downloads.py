@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from slam_recipes.audio import downloads
-from slam_recipes.audio.kmeans import load_centroids
+from slam_recipes.audio.kmeans import load_centroids, save_centroids
 from slam_recipes.audio.vocoder import UnitHiFiGAN, VocoderConfig, load_vocoder
 from slam_recipes.errors import ConfigError
 
@@ -88,4 +88,6 @@ def test_a_vocoder_and_centroids_load_from_urls_only_when_their_hashes_match(ser
     with pytest.raises(ConfigError, match="not the published one"):
         load_centroids(base + "km2.safetensors")
     assert sorted(os.listdir(cache)) == ["km.safetensors", "voc.pt", "voc_config.json"]  # the tampered one: not cached
+    with pytest.raises(ConfigError, match="the fitted centroids are saved there, so it must be a local path"):
+        save_centroids(base + "fitted.safetensors", centroids)  # read from a URL, yes; written to one, no
     assert json.loads((served / "voc_config.json").read_text())["num_embeddings"] == 20

@@ -15,10 +15,20 @@ from slam_recipes.files import atomic_path
 logger = logging.getLogger(__name__)
 
 
+def check_save_path(path: str) -> None:
+    """Centroids are saved to a local file: a URL (which `load_centroids` accepts) is a ConfigError."""
+    from slam_recipes.audio.downloads import is_url
+
+    if is_url(path):
+        raise ConfigError(f"kmeans_path {path!r}: the fitted centroids are saved there, so it must be a local path")
+
+
 def save_centroids(path: str, centroids: torch.Tensor) -> None:
-    """Write `[k, dim]` centroids as safetensors (`centroids`), to a temporary name first."""
+    """Write `[k, dim]` centroids as safetensors (`centroids`), to a temporary name first; `path` must be local
+    (`check_save_path`)."""
     from safetensors.torch import save_file
 
+    check_save_path(path)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as temporary:
         save_file({"centroids": centroids.detach().float().cpu().contiguous()}, temporary)
