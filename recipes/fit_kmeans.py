@@ -39,6 +39,7 @@ def main() -> None:
     frames, recordings = sample_features(
         args.dataset_name, extractor, hours=args.sample_hours, seed=args.seed, split=args.dataset_split,
         config_name=args.dataset_config, streaming=args.streaming, audio_columns=args.audio_columns,
+        max_segment_seconds=args.max_segment_seconds,
     )  # fmt: skip
     print(f"{frames.shape[0]} frames of dimension {frames.shape[1]} from {recordings} recordings", flush=True)
 

@@ -8,8 +8,10 @@ Usage:
     # fully offline, MFCC features and a k-means fitted with recipes/fit_kmeans.py
     python recipes/tokenize_audio.py --backend mfcc --kmeans_path km/mfcc500.safetensors --dataset_name wavs/ --output_dir data/units/wavs
 
-A rerun with the same settings skips finished shards. Unreadable or empty audio, and audio shorter than the feature
-model's receptive field (400 samples, 25 ms, for HuBERT base), is skipped and listed in
+A file longer than max_segment_seconds (60 s) is cut at silences found by silero-vad (or into overlapping windows,
+`--segmentation fixed`): one output row per segment, with its `start` / `end` seconds in the file. A rerun with the
+same settings skips finished shards. Unreadable or empty audio, audio shorter than the feature model's receptive
+field (400 samples, 25 ms, for HuBERT base), and long audio with no speech found are skipped and listed in
 <output_dir>/tokenize_report.jsonl.
 """
 
@@ -34,6 +36,7 @@ def main() -> None:
     from slam_recipes.audio.tokenizer import (
         CONFIG_FILE,
         build_audio_tokenizer,
+        build_segmenter,
         check_run_settings,
         tokenize_audio,
         write_report,
@@ -50,6 +53,7 @@ def main() -> None:
     with state.main_process_first():  # the main process converts a pickled k-means once
         centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
     extractor, assigner = build_audio_tokenizer(args, device, args.dtype, centroids)
+    segmenter = build_segmenter(args, extractor)  # its settings are checked before anything is written
     if state.is_main_process:
         os.makedirs(args.output_dir, exist_ok=True)
         with atomic_write(os.path.join(args.output_dir, CONFIG_FILE)) as f:
@@ -70,12 +74,14 @@ def main() -> None:
         dedup=args.dedup,
         keep_durations=args.keep_durations,
         max_batch_seconds=args.max_batch_seconds,
+        segmenter=segmenter,
         process_index=state.process_index,
         num_processes=state.num_processes,
     )
     print(
         f"process {state.process_index}: {summary['shards_written']} shards written, {summary['shards_skipped']} "
-        f"already done; {summary['files']} files, {summary['audio_seconds'] / 3600:.3f} h of audio in "
+        f"already done; {summary['files']} files ({summary['rows']} rows), {summary['audio_seconds'] / 3600:.3f} h "
+        f"of audio in "
         f"{summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} audio-s/s); "
         f"{summary['skipped_files']} skipped",
         flush=True,

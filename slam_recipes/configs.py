@@ -652,6 +652,28 @@ class TokenizeArguments(UnitTokenizerArguments):
     keep_durations: bool = field(default=False, metadata={"help": "Also store the run length of each unit."})
     shard_size: int = field(default=1000, metadata={"help": "Files per output shard (the unit of resumption)."})
     max_batch_seconds: float = field(default=100.0, metadata={"help": "Audio seconds per feature batch."})
+    segmentation: str = field(
+        default="vad",
+        metadata={
+            "help": "How a file longer than max_segment_seconds is cut, one output row per segment with its start / "
+            "end seconds: vad (silero-vad speech chunks joined up to max_segment_seconds, cut at silences; silence "
+            "between segments left out) or fixed (windows with segment_context_seconds of context each side; the "
+            "kept frames add up to the whole file's). Needs one audio column."
+        },
+    )
+    max_segment_seconds: float | None = field(
+        default=60.0,
+        metadata={
+            "help": "Longest audio the feature model sees at once (Libri-Light's cut_by_vad makes ~60 s sequences); "
+            "null: each file whole, whatever its length, and no start / end columns."
+        },
+    )
+    segment_context_seconds: float = field(
+        default=2.0, metadata={"help": "segmentation fixed: audio seen but not kept on each side of a window."}
+    )
+    vad_threshold: float = field(
+        default=0.5, metadata={"help": "segmentation vad: silero-vad speech probability threshold (its default)."}
+    )
     dtype: str = field(
         default="auto",
         metadata={"help": "auto (bfloat16 on a GPU that has it, else float16; float32 on CPU), or a dtype."},
@@ -677,6 +699,12 @@ class TokenizeArguments(UnitTokenizerArguments):
             raise ConfigError("shard_size and max_batch_seconds must be positive")
         if self.dtype not in ("auto", "bfloat16", "float16", "float32"):
             raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
+        if self.segmentation not in ("vad", "fixed"):
+            raise ConfigError(f"segmentation must be vad or fixed, got {self.segmentation!r}")
+        if self.max_segment_seconds is not None and self.max_segment_seconds <= 0:
+            raise ConfigError(f"max_segment_seconds must be positive or null, got {self.max_segment_seconds}")
+        if self.segment_context_seconds < 0 or not 0 < self.vad_threshold < 1:
+            raise ConfigError("segment_context_seconds must be >= 0 and vad_threshold between 0 and 1")
 
     def settings(self) -> dict:
         """What decides the units: a rerun into the same output_dir must match these."""
@@ -692,6 +720,10 @@ class TokenizeArguments(UnitTokenizerArguments):
             "dedup": self.dedup,
             "keep_durations": self.keep_durations,
             "shard_size": self.shard_size,
+            "max_segment_seconds": self.max_segment_seconds,
+            "segmentation": self.segmentation if self.max_segment_seconds else None,
+            "segment_context_seconds": self.segment_context_seconds if self.segmentation == "fixed" else None,
+            "vad_threshold": self.vad_threshold if self.segmentation == "vad" else None,
         }
 
 

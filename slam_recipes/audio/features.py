@@ -2,7 +2,8 @@
 
 Every extractor takes a list of 16 kHz mono float32 waveforms and returns one `[frames, dim]` float tensor per
 waveform, on the extractor's device, and says in `min_samples` the fewest 16 kHz samples that give one frame (a
-shorter waveform gives `[0, dim]`).
+shorter waveform gives `[0, dim]`). Its framing is `hop` and `window`: frame i sees samples [i · hop, i · hop +
+window), so n samples give `num_frames(n)` = (n - window) // hop + 1 frames.
 """
 
 from __future__ import annotations
@@ -27,39 +28,90 @@ AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus")
 def read_audio(source, sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, int]:
     """A file path, raw bytes, or a datasets audio dict (`{"path", "bytes"}` or decoded `{"array",
     "sampling_rate"}`) → (mono float32 waveform at `sample_rate`, the file's own rate). Channels are averaged;
-    other rates are resampled (polyphase). Raises DataError for unreadable or empty audio."""
-    import soundfile
-
-    if isinstance(source, dict):
-        if source.get("array") is not None:
-            audio, rate = np.asarray(source["array"], dtype=np.float32), int(source["sampling_rate"])
-            return _finish(audio, rate, sample_rate, source.get("path") or "audio")
-        data, name = source.get("bytes"), source.get("path") or "audio"
-        source = io.BytesIO(data) if data else source.get("path")
-    else:
-        name = source if isinstance(source, str) else "audio bytes"
-        if isinstance(source, bytes | bytearray):
-            source = io.BytesIO(source)
-    if source is None:
-        raise DataError(f"{name}: no audio (neither bytes nor a path)")
-    try:
-        audio, rate = soundfile.read(source, dtype="float32", always_2d=True)
-    except Exception as err:  # soundfile raises its own error types (and RuntimeError / OSError) for bad files
-        raise DataError(f"{name}: unreadable audio: {first_line(err)}") from err
-    return _finish(audio.mean(axis=1), rate, sample_rate, name)
+    other rates are resampled (polyphase). Raises DataError for unreadable or empty audio. `AudioReader` reads a
+    span of it instead."""
+    reader = AudioReader(source, sample_rate)
+    return reader.read(), reader.rate
 
 
-def _finish(audio: np.ndarray, rate: int, sample_rate: int, name: str) -> tuple[np.ndarray, int]:
-    if audio.ndim > 1:
-        audio = audio.mean(axis=-1 if audio.shape[-1] <= 8 else 0)
-    if audio.size == 0:
-        raise DataError(f"{name}: zero-length audio")
-    if rate != sample_rate:
-        from scipy.signal import resample_poly
+class AudioReader:
+    """One recording (what `read_audio` takes), read span by span at `sample_rate` (16 kHz) without holding the
+    rest of it in memory: a long file costs only the span asked for.
 
-        divisor = math.gcd(rate, sample_rate)
-        audio = resample_poly(audio, sample_rate // divisor, rate // divisor).astype(np.float32)
-    return np.ascontiguousarray(audio, dtype=np.float32), rate
+    `num_samples` is its length at `sample_rate`: ceil(frames · sample_rate / rate), what polyphase resampling
+    (`scipy.signal.resample_poly`) of the whole file gives. `read(start, stop)` returns exactly samples
+    `[start, stop)` of that whole-file resampling (to float rounding): it reads the span with enough margin for the
+    resampling filter, starting on a sample where the input and output grids meet. Channels are averaged.
+    Unreadable or empty audio raises DataError naming the file, here or at `read`."""
+
+    def __init__(self, source, sample_rate: int = SAMPLE_RATE):
+        self.sample_rate = sample_rate
+        self._array = self._path = self._bytes = None
+        if isinstance(source, dict) and source.get("array") is not None:
+            audio = np.asarray(source["array"], dtype=np.float32)
+            if audio.ndim > 1:  # channels first or last, whichever axis is the short one
+                audio = audio.mean(axis=-1 if audio.shape[-1] <= 8 else 0)
+            self.name, self._array, self.rate, frames = source.get("path") or "audio", audio, int(source["sampling_rate"]), len(audio)  # fmt: skip
+        else:
+            if isinstance(source, dict):
+                self.name = source.get("path") or "audio"
+                self._bytes, self._path = source.get("bytes"), None if source.get("bytes") else source.get("path")
+            elif isinstance(source, bytes | bytearray):
+                self.name, self._bytes = "audio bytes", bytes(source)
+            else:
+                self.name = self._path = source
+            if self._bytes is None and self._path is None:
+                raise DataError(f"{self.name}: no audio (neither bytes nor a path)")
+            with self._open() as f:
+                self.rate, frames = f.samplerate, f.frames
+        if frames <= 0:
+            raise DataError(f"{self.name}: zero-length audio")
+        self.frames = frames
+        divisor = math.gcd(self.rate, sample_rate)
+        self.up, self.down = sample_rate // divisor, self.rate // divisor
+        self.num_samples = -(-frames * self.up // self.down)
+        # The resampling filter reaches 10 · max(up, down) upsampled samples each side (scipy's default); the margin
+        # holds that many input samples, in whole input blocks of `down` samples so the grids stay aligned.
+        self._margin_blocks = -(-(10 * max(self.up, self.down) // self.up + 1) // self.down) + 1
+
+    def _open(self):
+        import soundfile
+
+        try:
+            return soundfile.SoundFile(io.BytesIO(self._bytes) if self._bytes is not None else self._path)
+        except Exception as err:  # soundfile raises its own error types (and RuntimeError / OSError) for bad files
+            raise DataError(f"{self.name}: unreadable audio: {first_line(err)}") from err
+
+    def _read_native(self, begin: int, end: int) -> np.ndarray:
+        """Mono float32 samples `[begin, end)` at the file's own rate."""
+        if self._array is not None:
+            return np.ascontiguousarray(self._array[begin:end])
+        with self._open() as f:
+            try:
+                f.seek(begin)
+                audio = f.read(end - begin, dtype="float32", always_2d=True)
+            except Exception as err:  # a truncated or corrupt stream fails here rather than at opening
+                raise DataError(f"{self.name}: unreadable audio: {first_line(err)}") from err
+        return audio.mean(axis=1)
+
+    def read(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Samples `[start, stop)` at `sample_rate` (default: all of it) as mono float32."""
+        stop = self.num_samples if stop is None else min(stop, self.num_samples)
+        if not 0 <= start < stop:
+            raise ValueError(f"{self.name}: empty span [{start}, {stop}) of {self.num_samples} samples")
+        if self.up == self.down:
+            audio = self._read_native(start, stop)
+        else:
+            from scipy.signal import resample_poly
+
+            first = max(0, start // self.up - self._margin_blocks)  # in blocks: `down` input, `up` output samples
+            last = -(-stop // self.up) + self._margin_blocks
+            native = self._read_native(first * self.down, min(self.frames, last * self.down))
+            resampled = resample_poly(native, self.up, self.down)
+            audio = resampled[start - first * self.up : stop - first * self.up].astype(np.float32)
+        if audio.size == 0:
+            raise DataError(f"{self.name}: zero-length audio")
+        return np.ascontiguousarray(audio, dtype=np.float32)
 
 
 def samples_before_resampling(num_samples: int, rate: int, sample_rate: int = SAMPLE_RATE) -> int:
@@ -240,8 +292,9 @@ class HubertFeatures:
         self.group_norm = config.feat_extract_norm == "group"
         self.normalize = _wants_normalized_input(model_name_or_path)
         self.kernels, self.strides = list(config.conv_kernel), list(config.conv_stride)
-        self.frames_per_second = SAMPLE_RATE / math.prod(self.strides)
-        self.min_samples = receptive_field(self.kernels, self.strides)
+        self.hop = math.prod(self.strides)  # samples between frames: 320 (50 Hz), 640 for mHuBERT-25Hz
+        self.frames_per_second = SAMPLE_RATE / self.hop
+        self.min_samples = self.window = receptive_field(self.kernels, self.strides)  # samples one frame sees
 
     def num_frames(self, num_samples: int) -> int:
         for kernel, stride in zip(self.kernels, self.strides, strict=True):

@@ -4,7 +4,8 @@ k-means centroid, collapse repeats, and write the units dataset shard by shard.
 The output folder is a units dataset every recipe reads (`load_dataset(output_dir)`): `data/train-NNNNN.parquet`
 shards holding `units` (uint16; `prompt` / `chosen` / `rejected` or `positive` / `negative` for preference and pair
 datasets, one column per audio column), optional `duration` run lengths, the source `file`, and every other column
-of the input (texts, ids). A shard is written under a temporary name and renamed, then marked done in
+of the input (texts, ids). A recording longer than the segmenter's `max_segment_seconds` gives one row per segment
+(`slam_recipes.audio.segmentation`), each with `start` / `end` seconds in its file. A shard is written under a temporary name and renamed, then marked done in
 `report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or empty audio, and audio shorter than the
 feature model's receptive field (400 samples, 25 ms, for HuBERT base), is skipped and listed in
 `tokenize_report.jsonl`.
@@ -25,10 +26,11 @@ import torch
 from slam_recipes.audio.features import (
     AUDIO_EXTENSIONS,
     SAMPLE_RATE,
+    AudioReader,
     find_audio_files,
-    read_audio,
     samples_before_resampling,
 )
+from slam_recipes.audio.segmentation import Segment, Segmenter
 from slam_recipes.errors import ConfigError, DataError, first_line
 from slam_recipes.files import atomic_path, atomic_write
 
@@ -56,7 +58,7 @@ def open_audio_source(
 ) -> tuple[Iterable[dict], list[str], int | None]:
     """(rows, audio columns, number of rows or None when streaming). A folder or glob of audio files gives rows
     `{"file": relative path, "audio": absolute path}`; an HF audio dataset (Hub name, `save_to_disk` folder, data
-    files) gives its rows with every audio column left undecoded (bytes + path), to be read by `read_audio`."""
+    files) gives its rows with every audio column left undecoded (bytes + path), to be read by `AudioReader`."""
     if is_audio_files(source):
         root, files = find_audio_files(source)
         rows = [{"file": f, "audio": os.path.join(root, f)} for f in files]
@@ -99,10 +101,12 @@ def sample_features(
     config_name: str | None = None,
     streaming: bool = False,
     audio_columns: list[str] | None = None,
+    max_segment_seconds: float | None = 60.0,
 ) -> tuple[torch.Tensor, int]:
     """Features of a random sample of `source`'s recordings (the first ones when streaming), drawn with `seed` until
-    `hours` of audio: (frames (N, dim), number of recordings), the data a k-means is fitted on. Unreadable files are
-    skipped with a warning; none readable is a DataError naming the source."""
+    `hours` of audio: (frames (N, dim), number of recordings), the data a k-means is fitted on. A long recording is
+    read and featurised `max_segment_seconds` at a time (None: whole), so its frames at the cuts differ slightly
+    from the whole file's. Unreadable files are skipped with a warning; none readable is a DataError naming the source."""
     rows, columns, total = open_audio_source(
         source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
     )
@@ -110,21 +114,24 @@ def sample_features(
         order = list(range(total))
         random.Random(seed).shuffle(order)
         rows = [rows[i] for i in order]
-    budget, features = hours * 3600 * SAMPLE_RATE, []
+    budget, features, recordings = hours * 3600 * SAMPLE_RATE, [], 0
     for row in rows:
         if budget <= 0:
             break
         for column in columns:
             try:
-                audio = read_audio(row[column])[0]
+                reader = AudioReader(row[column])
+                piece = int(max_segment_seconds * SAMPLE_RATE) if max_segment_seconds else reader.num_samples
+                frames = [extractor([reader.read(s, s + piece)])[0] for s in range(0, reader.num_samples, piece)]
             except DataError as err:
                 logger.warning("skipped %s", err)
                 continue
-            features += extractor([audio])
-            budget -= len(audio)
-    if not features:
+            features += frames
+            recordings += 1
+            budget -= reader.num_samples
+    if not recordings:
         raise DataError(f"{source}: no readable audio to fit the k-means on")
-    return torch.cat(features), len(features)
+    return torch.cat(features), recordings
 
 
 def is_audio_files(source: str) -> bool:
@@ -155,6 +162,21 @@ def build_audio_tokenizer(args, device: str, dtype: str = "auto", centroids: tor
     assigner = NearestCentroid(centroids, device)
     assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())
     return extractor, assigner
+
+
+def build_segmenter(args, extractor) -> Segmenter | None:
+    """The recipe's segmentation settings (segmentation, max_segment_seconds, segment_context_seconds,
+    vad_threshold) for `extractor`'s framing; None when max_segment_seconds is null (each file whole)."""
+    if not args.max_segment_seconds:
+        return None
+    return Segmenter(
+        args.segmentation,
+        args.max_segment_seconds,
+        hop=extractor.hop,
+        window=extractor.window,
+        context_seconds=args.segment_context_seconds,
+        vad_threshold=args.vad_threshold,
+    )
 
 
 def _is_dataset_folder(path: str) -> bool:
@@ -213,58 +235,92 @@ def tokenize_rows(
     dedup: bool = True,
     keep_durations: bool = False,
     max_batch_samples: int = 1_600_000,
+    segmenter: Segmenter | None = None,
     progress=None,
 ) -> tuple[list[dict], list[dict], float]:
     """Tokenise one shard: (output rows, skipped rows with the reason, seconds of audio). A row is skipped when any
     of its audio cannot be read, is empty, or is too short for one feature frame (see `too_short`); the others are
-    tokenised as if it were not there, whatever the batching."""
-    waveforms: dict[str, list] = {c: [] for c in audio_columns}
-    kept, skipped = [], []
+    tokenised as if it were not there, whatever the batching.
+
+    With a `segmenter` (one audio column only), each recording is cut by it and gives one output row per segment,
+    with `start` / `end` (seconds in the file) beside its units; a recording in which it finds no speech is skipped
+    and reported. Audio is read a feature batch at a time (at most `max_batch_samples` 16 kHz samples, or one
+    longer segment), so memory holds one batch, not the shard."""
+    if segmenter is not None and len(audio_columns) != 1:
+        raise ConfigError(f"segmentation needs one audio column, got {audio_columns}: a row holds aligned audio")
+    kept, skipped, spans = [], [], []  # spans: (row, column, Segment) of the kept rows
     for row in rows:
         try:
-            audio = {c: read_audio(row[c]) for c in audio_columns}
+            readers = {c: AudioReader(row[c]) for c in audio_columns}
         except DataError as err:
             skipped.append({"file": _row_file(row, audio_columns), "error": str(err)})
             continue
-        short = (too_short(_row_file(row, [c]), c, *audio[c], extractor.min_samples) for c in audio_columns)
+        short = (too_short(_row_file(row, [c]), c, r.num_samples, r.rate, extractor.min_samples) for c, r in readers.items())  # fmt: skip
         entry = next(filter(None, short), None)
+        if entry is None and segmenter is not None:
+            try:
+                segments = segmenter(readers[audio_columns[0]])
+            except DataError as err:
+                segments, entry = [], {"file": _row_file(row, audio_columns), "error": str(err)}
+            if not segments and entry is None:
+                file = _row_file(row, audio_columns)
+                entry = {"file": file, "error": f"{file}: no speech found by the voice-activity detector"}
+        else:
+            segments = [Segment(0, r.num_samples, 0.0, r.num_samples / SAMPLE_RATE) for r in readers.values()]
         if entry is not None:
             skipped.append(entry)
             continue
-        kept.append(row)
-        for c in audio_columns:
-            waveforms[c].append(audio[c][0])
-    seconds = sum(len(w) for ws in waveforms.values() for w in ws) / SAMPLE_RATE
-    units: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
-    durations: dict[str, list] = {c: [None] * len(kept) for c in audio_columns}
-    for column in audio_columns:
-        lengths = [len(w) for w in waveforms[column]]
-        for batch in sample_budget_batches(lengths, max_batch_samples):
-            features = extractor([waveforms[column][i] for i in batch])
-            for i, frames in zip(batch, features, strict=True):
-                if frames.shape[0] == 0:
-                    raise DataError(f"{_row_file(kept[i], audio_columns)}: audio too short for one feature frame")
-                units[column][i], durations[column][i] = to_units(frames, assigner, dedup)
-            if progress is not None:
-                progress.add_audio(sum(lengths[i] for i in batch) / SAMPLE_RATE)
-    output = []
-    for i, row in enumerate(kept):
-        out = {k: v for k, v in row.items() if k not in audio_columns}
-        out.setdefault("file", _row_file(row, audio_columns))
-        for column in audio_columns:
-            name = units_column_name(column)
-            out[name] = units[column][i]
-            if keep_durations:
-                out["duration" if name == "units" else f"{name}_duration"] = durations[column][i]
-        output.append(out)
+        kept.append((row, readers))
+        columns = audio_columns * len(segments) if segmenter is not None else audio_columns
+        spans += [(len(kept) - 1, c, segment) for c, segment in zip(columns, segments, strict=True)]
+    units: list = [None] * len(spans)
+    durations: list = [None] * len(spans)
+    failed: dict[int, str] = {}  # kept rows whose audio fails past its header: skipped, like unreadable ones
+    for batch in sample_budget_batches([segment.num_samples for _, _, segment in spans], max_batch_samples):
+        waveforms, read = [], []
+        for j in batch:
+            i, column, segment = spans[j]
+            try:
+                waveforms.append(kept[i][1][column].read(segment.start, segment.stop))
+                read.append(j)
+            except DataError as err:
+                failed.setdefault(i, str(err))
+        for j, frames in zip(read, extractor(waveforms) if waveforms else [], strict=True):
+            i, _, segment = spans[j]
+            frames = frames[segment.keep_start : segment.keep_stop]
+            if frames.shape[0] == 0:
+                raise DataError(f"{_row_file(kept[i][0], audio_columns)}: audio too short for one feature frame")
+            units[j], durations[j] = to_units(frames, assigner, dedup)
+        if progress is not None:
+            progress.add_audio(sum(spans[j][2].num_samples for j in batch) / SAMPLE_RATE)
+    skipped += [{"file": _row_file(kept[i][0], audio_columns), "error": error} for i, error in failed.items()]
+    seconds = (
+        sum(r.num_samples for i, (_, rs) in enumerate(kept) if i not in failed for r in rs.values()) / SAMPLE_RATE
+    )
+    output: list[dict] = []
+    for j, (i, column, segment) in enumerate(spans):
+        if i in failed:
+            continue
+        row = kept[i][0]
+        if segmenter is None and column != audio_columns[0]:
+            out = output[-1]  # the row's other audio columns join its first one's output row
+        else:
+            out = {k: v for k, v in row.items() if k not in audio_columns}
+            out.setdefault("file", _row_file(row, audio_columns))
+            if segmenter is not None:
+                out["start"], out["end"] = segment.begin, segment.end
+            output.append(out)
+        name = units_column_name(column)
+        out[name] = units[j]
+        if keep_durations:
+            out["duration" if name == "units" else f"{name}_duration"] = durations[j]
     return output, skipped, seconds
 
 
-def too_short(file: str, column: str, waveform: np.ndarray, file_rate: int, min_samples: int) -> dict | None:
-    """The report entry for a 16 kHz `waveform` (from `read_audio`, whose file was at `file_rate` Hz) shorter than
-    the `min_samples` the feature model needs for one frame (its receptive field, e.g. 400 for HuBERT base), or None.
+def too_short(file: str, column: str, samples: int, file_rate: int, min_samples: int) -> dict | None:
+    """The report entry for audio of `samples` samples at 16 kHz (its file at `file_rate` Hz) shorter than the
+    `min_samples` the feature model needs for one frame (its receptive field, e.g. 400 for HuBERT base), or None.
     Lengths are given in samples and seconds at 16 kHz; a resampled file also gets its minimum at its own rate."""
-    samples = len(waveform)
     if samples >= min_samples:
         return None
     entry = {"file": file, "column": column, "samples": samples, "seconds": samples / SAMPLE_RATE,
@@ -364,18 +420,31 @@ def tokenize_audio(
     dedup: bool = True,
     keep_durations: bool = False,
     max_batch_seconds: float = 100.0,
+    segmenter: Segmenter | None = None,
     process_index: int = 0,
     num_processes: int = 1,
     disable_progress: bool = False,
 ) -> dict:
     """Tokenise `source` into the units dataset `output_dir`; this process takes shards `index % num_processes ==
-    process_index` and skips shards already done. Returns a summary (shards written / skipped, files, seconds)."""
+    process_index` and skips shards already done. `segmenter` cuts long recordings when the source has one audio
+    column (rows of several, such as preference pairs, are aligned and stay whole). Returns a summary (shards
+    written / skipped, files, rows, seconds)."""
     rows, columns, total = open_audio_source(
         source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
     )
+    if segmenter is not None and len(columns) > 1:
+        logger.info("%d audio columns %s: each row is tokenised whole, not segmented", len(columns), columns)
+        segmenter = None
     unit_columns = [units_column_name(c) for c in columns]
     progress = AudioProgress(total, disable=disable_progress or process_index != 0)
-    summary = {"shards_written": 0, "shards_skipped": 0, "files": 0, "skipped_files": 0, "audio_seconds": 0.0}
+    summary = {
+        "shards_written": 0,
+        "shards_skipped": 0,
+        "files": 0,
+        "rows": 0,
+        "skipped_files": 0,
+        "audio_seconds": 0.0,
+    }
     start = time.perf_counter()
     try:
         for index, shard_rows in shards(rows, shard_size):
@@ -394,6 +463,7 @@ def tokenize_audio(
                 dedup=dedup,
                 keep_durations=keep_durations,
                 max_batch_samples=int(max_batch_seconds * SAMPLE_RATE),
+                segmenter=segmenter,
                 progress=progress,
             )
             if out:
@@ -403,7 +473,8 @@ def tokenize_audio(
                 json.dump({"rows": len(out), "skipped": skipped, "audio_seconds": seconds}, f)
             progress.update(len(shard_rows))
             summary["shards_written"] += 1
-            summary["files"] += len(out)
+            summary["files"] += len(shard_rows) - len(skipped)
+            summary["rows"] += len(out)
             summary["skipped_files"] += len(skipped)
             summary["audio_seconds"] += seconds
             for item in skipped:
