@@ -177,6 +177,19 @@ def main() -> None:
             f"predict s | {t['torch_assign_seconds']} / {t['sklearn_predict_seconds']} (×{t['assign_speedup']}, same "
             f"units for {100 * t['assign_agreement']:.2f} %) |"
         )
+    if "long_recording" in args.only:
+        result["long_recording"] = rows = sections.bench_long_recording()
+        print(
+            "\n| long recording (real speech + pauses), MFCC | peak MB | growth MB | seconds | segments "
+            "| min / median / max s |"
+        )
+        print("|---|---:|---:|---:|---:|---|")
+        for r in rows:
+            low, mid, high = r["segment_seconds_min_median_max"]
+            print(
+                f"| {r['minutes']:g} min, {r['segmentation']} | {r['peak_mb']:.1f} | {r['growth_mb']:.1f} | "
+                f"{r['process_seconds']} | {r['segments']} | {low} / {mid} / {high} |"
+            )
     with open(os.path.join(args.output_dir, "bench.json"), "w") as f:
         json.dump(result, f, indent=2)
 

@@ -1,6 +1,7 @@
 """The sections of `make bench` (`bench/run.py`), each a function that measures one stage on this machine and returns
 its figures: unit-dataset preparation, float32 against bf16, the demo recipe's training tokens/s, demo DPO pairs/s,
-the pairwise likelihood evaluation, and audio → units. Training throughput variant by variant is `bench/throughput.py`.
+the pairwise likelihood evaluation, audio → units, and the memory of long recordings. Training throughput variant by
+variant is `bench/throughput.py`.
 """
 
 import json
@@ -245,4 +246,95 @@ def bench_tokenization(seconds_of_audio: float = 300.0) -> dict:
     return result
 
 
-SECTIONS = ("preparation", "precision", "throughput", "training", "dpo", "evaluation", "tokenization")
+LIBRIVOX_CLIPS = os.path.join(REPO, "tests", "data", "librivox")  # three public-domain read-speech clips
+PEAK_MEMORY_SCRIPT = """
+import json, sys
+import torch
+from slam_recipes.audio.features import MFCCFeatures
+from slam_recipes.audio.kmeans import NearestCentroid
+from slam_recipes.audio.segmentation import Segmenter
+from slam_recipes.audio.tokenizer import tokenize_rows
+
+def kilobytes(key):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
+
+path, method, warm_up, max_seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+extractor, assigner = MFCCFeatures(frame_rate=25), NearestCentroid(torch.randn(50, 39))
+segmenter = Segmenter(method, max_seconds, hop=extractor.hop, window=extractor.window)
+tokenize_rows([{"audio": warm_up}], ["audio"], extractor, assigner, segmenter=segmenter)
+before = kilobytes("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # the peak (VmHWM) counts from here
+out, _, seconds = tokenize_rows([{"audio": path}], ["audio"], extractor, assigner, segmenter=segmenter,
+                                keep_durations=True, max_batch_samples=int(max_seconds * 16000))
+print(json.dumps({"peak_mb": kilobytes("VmHWM") / 1024, "growth_mb": (kilobytes("VmHWM") - before) / 1024,
+                  "rows": len(out), "audio_seconds": seconds, "lengths": [r["end"] - r["start"] for r in out],
+                  "frames": sum(int(r["duration"].sum()) for r in out), "file_frames": extractor.num_frames(
+                      round(seconds * 16000))}))
+"""
+
+
+def write_long_recording(path: str, minutes: float, seed: int = 0) -> str:
+    """A FLAC file of `minutes` of real speech: the LibriVox clips in a seeded order, each followed by a 0.3-2 s
+    pause, written block by block (the file is never held in memory)."""
+    import glob
+
+    import numpy as np
+    import soundfile
+
+    clips = [soundfile.read(p, dtype="float32")[0] for p in sorted(glob.glob(os.path.join(LIBRIVOX_CLIPS, "*.flac")))]
+    generator, total = np.random.default_rng(seed), 0
+    with soundfile.SoundFile(path, "w", 16000, 1, format="FLAC") as f:
+        while total < minutes * 60 * 16000:
+            speech = clips[int(generator.integers(len(clips)))]
+            pause = np.zeros(int(generator.uniform(0.3, 2.0) * 16000), np.float32)
+            f.write(speech)
+            f.write(pause)
+            total += len(speech) + len(pause)
+    return path
+
+
+def tokenize_peak_memory(path: str, method: str, max_segment_seconds: float = 30.0) -> dict:
+    """Tokenise one recording (MFCC at 25 Hz, segmented by `method`, one segment per feature batch) in a fresh
+    process; its peak resident memory (Linux VmHWM) and growth while tokenising, in MB, the seconds it took, and the
+    segments' lengths and frames. Needs /proc/self/clear_refs (Linux)."""
+    import glob
+
+    warm_up = sorted(glob.glob(os.path.join(LIBRIVOX_CLIPS, "*.flac")))[0]
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-c", PEAK_MEMORY_SCRIPT, path, method, warm_up, str(max_segment_seconds)],
+        capture_output=True, text=True, cwd=REPO, check=True,
+    )  # fmt: skip
+    return json.loads(result.stdout.splitlines()[-1]) | {"process_seconds": round(time.perf_counter() - start, 1)}
+
+
+def bench_long_recording(minutes: tuple[float, ...] = (1.0, 60.0)) -> list[dict]:
+    """Peak memory and time to tokenise real speech recordings of each length in `minutes` (made here from the
+    LibriVox clips), cut by silero-vad and by fixed windows into segments of at most 30 s: memory must not grow with
+    the length."""
+    import numpy as np
+
+    rows = []
+    with tempfile.TemporaryDirectory() as folder:
+        for length in minutes:
+            path = write_long_recording(os.path.join(folder, f"{length:g}min.flac"), length)
+            for method in ("vad", "fixed"):
+                r = tokenize_peak_memory(path, method)
+                lengths = r.pop("lengths")
+                rows.append({"minutes": length, "segmentation": method, **r, "segments": len(lengths),
+                             "segment_seconds_min_median_max": [round(float(x), 2) for x in (
+                                 min(lengths), np.median(lengths), max(lengths))]})  # fmt: skip
+    return rows
+
+
+SECTIONS = (
+    "preparation",
+    "precision",
+    "throughput",
+    "training",
+    "dpo",
+    "evaluation",
+    "tokenization",
+    "long_recording",
+)

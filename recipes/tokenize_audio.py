@@ -81,8 +81,7 @@ def main() -> None:
     print(
         f"process {state.process_index}: {summary['shards_written']} shards written, {summary['shards_skipped']} "
         f"already done; {summary['files']} files ({summary['rows']} rows), {summary['audio_seconds'] / 3600:.3f} h "
-        f"of audio in "
-        f"{summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} audio-s/s); "
+        f"of audio in {summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} audio-s/s); "
         f"{summary['skipped_files']} skipped",
         flush=True,
     )

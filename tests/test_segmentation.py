@@ -8,9 +8,6 @@ import glob
 import io
 import json
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
@@ -214,7 +211,8 @@ def test_a_recording_without_speech_is_skipped_and_reported(clip_units):
     segmenter = Segmenter("vad", 10.0, hop=extractor.hop, window=extractor.window)
     out, skipped, _ = tokenize_rows([{"audio": silence, "file": "quiet.wav"}], ["audio"], extractor, assigner,
                                     segmenter=segmenter)  # fmt: skip
-    assert out == [] and skipped == [{"file": "quiet.wav", "error": "quiet.wav: no speech found by the voice-activity detector"}]  # fmt: skip
+    error = "quiet.wav: no speech found by the voice-activity detector"
+    assert out == [] and skipped == [{"file": "quiet.wav", "error": error}]
 
 
 @pytest.mark.parametrize("method", ["vad", "fixed"])
@@ -269,62 +267,23 @@ def test_bad_segmentation_settings_are_one_line_errors_before_anything_is_writte
 
 
 # -- memory -----------------------------------------------------------------------------------------------------------
-PEAK_MEMORY = textwrap.dedent("""
-    import json, sys
-    import torch
-    from slam_recipes.audio.features import MFCCFeatures
-    from slam_recipes.audio.kmeans import NearestCentroid
-    from slam_recipes.audio.segmentation import Segmenter
-    from slam_recipes.audio.tokenizer import tokenize_rows
-
-    def kilobytes(key):
-        return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(key))
-
-    path, method = sys.argv[1], sys.argv[2]
-    extractor, assigner = MFCCFeatures(frame_rate=25), NearestCentroid(torch.randn(50, 39))
-    segmenter = Segmenter(method, 30.0, hop=extractor.hop, window=extractor.window)
-    tokenize_rows([{"audio": sys.argv[3]}], ["audio"], extractor, assigner, segmenter=segmenter)  # warm-up
-    before = kilobytes("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # the peak (VmHWM) starts again from now
-    out, _, seconds = tokenize_rows([{"audio": path}], ["audio"], extractor, assigner, segmenter=segmenter,
-                                    keep_durations=True, max_batch_samples=30 * 16000)
-    print(json.dumps({"peak_mb": kilobytes("VmHWM") / 1024, "growth_mb": (kilobytes("VmHWM") - before) / 1024,
-                      "rows": len(out), "seconds": seconds, "lengths": [r["end"] - r["start"] for r in out]}))
-""")
-
-
-def long_recording(path, minutes):
-    """Real speech clips and 0.3-2 s pauses, written block by block up to `minutes` of FLAC."""
-    generator, total = np.random.default_rng(0), 0
-    with soundfile.SoundFile(path, "w", SAMPLE_RATE, 1, format="FLAC") as f:
-        while total < minutes * 60 * SAMPLE_RATE:
-            speech, pause = clip(int(generator.integers(len(CLIPS)))), np.zeros(int(generator.uniform(0.3, 2) * SAMPLE_RATE))  # fmt: skip
-            f.write(speech)
-            f.write(pause)
-            total += len(speech) + len(pause)
-    return str(path)
-
-
-def peak_memory(path, method):
-    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, path, method, CLIPS[1]], capture_output=True,
-                            text=True, cwd=REPO, check=True)  # fmt: skip
-    return json.loads(result.stdout.splitlines()[-1])
-
-
 @pytest.mark.skipif(not os.path.exists("/proc/self/clear_refs"), reason="reads peak memory from Linux's /proc")
 @pytest.mark.slow  # 10 and 30 s: two fresh processes per method, and 10 minutes of VAD
 @pytest.mark.parametrize("method", ["fixed", "vad"])
 def test_memory_does_not_grow_with_the_recording(tmp_path, method):
     """A 10-minute and a 1-minute recording of real speech and pauses tokenise with peak memory within 10 % of each
     other (read in a fresh process; the whole 10-minute file as float32 alone is 38 MB, its MFCC spectra 60 MB more)."""
-    short = peak_memory(long_recording(tmp_path / "one.flac", 1), method)
-    long = peak_memory(long_recording(tmp_path / "ten.flac", 10), method)
+    from bench.sections import tokenize_peak_memory, write_long_recording
+
+    short = tokenize_peak_memory(write_long_recording(str(tmp_path / "one.flac"), 1), method)
+    long = tokenize_peak_memory(write_long_recording(str(tmp_path / "ten.flac"), 10), method)
     print(f"\n{method}: peak {short['peak_mb']:.1f} MB (1 min), {long['peak_mb']:.1f} MB (10 min); growth while "
           f"tokenising {short['growth_mb']:.1f} / {long['growth_mb']:.1f} MB; {long['rows']} segments")  # fmt: skip
-    assert long["seconds"] >= 600 and long["rows"] >= 20
+    assert long["audio_seconds"] >= 600 and long["rows"] >= 20
     assert long["peak_mb"] <= 1.1 * short["peak_mb"]
     assert max(long["lengths"]) <= 30.0
+    if method == "fixed":
+        assert long["frames"] == long["file_frames"]
 
 
 # -- real speech through the MFCC path --------------------------------------------------------------------------------
@@ -354,7 +313,11 @@ def _formats():
     yield "wav-24bit", lambda x: encode(x, SAMPLE_RATE, subtype="PCM_24"), 1.0
     yield "flac-stereo", lambda x: encode(np.stack([x, x], 1), SAMPLE_RATE, "FLAC"), 1.0
     yield "flac-44.1k", lambda x: encode(resample_poly(x, 441, 160), 44100, "FLAC"), 0.99
-    yield "wav-48k-stereo-24bit", lambda x: encode(np.stack([resample_poly(x, 3, 1)] * 2, 1), 48000, subtype="PCM_24"), 0.99  # fmt: skip
+    yield (
+        "wav-48k-stereo-24bit",
+        lambda x: encode(np.stack([resample_poly(x, 3, 1)] * 2, 1), 48000, "WAV", "PCM_24"),
+        0.99,
+    )
     if "VORBIS" in soundfile.available_subtypes("OGG"):
         yield "ogg-vorbis", lambda x: encode(x, SAMPLE_RATE, "OGG", "VORBIS"), 0.95
     if "OPUS" in soundfile.available_subtypes("OGG"):

@@ -51,7 +51,8 @@ class AudioReader:
             audio = np.asarray(source["array"], dtype=np.float32)
             if audio.ndim > 1:  # channels first or last, whichever axis is the short one
                 audio = audio.mean(axis=-1 if audio.shape[-1] <= 8 else 0)
-            self.name, self._array, self.rate, frames = source.get("path") or "audio", audio, int(source["sampling_rate"]), len(audio)  # fmt: skip
+            self.name, self._array, self.rate = source.get("path") or "audio", audio, int(source["sampling_rate"])
+            frames = len(audio)
         else:
             if isinstance(source, dict):
                 self.name = source.get("path") or "audio"

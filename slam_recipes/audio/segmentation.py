@@ -28,10 +28,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from slam_recipes.audio.features import SAMPLE_RATE, AudioReader
-from slam_recipes.errors import ConfigError
+from slam_recipes.errors import ConfigError, DataError
 
 VAD_WINDOW = 512  # samples at 16 kHz per silero-vad probability (32 ms)
 SEGMENTATIONS = ("vad", "fixed")
+ALIGNMENT_COLUMN = "aligned_text"  # word timings, as slprl/sTinyStories ships them: [{word, start_time, end_time}]
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,22 @@ def join_spans(spans: list[tuple[int, int]], max_samples: int) -> list[tuple[int
     return joined
 
 
+def slice_alignment(words: list[dict], begin: float, end: float, where: str = "aligned_text") -> list[dict]:
+    """The words of a word alignment (`[{"word", "start_time", "end_time"}]`, seconds in the file, the
+    sTinyStories `aligned_text` layout) whose midpoint lies in `[begin, end)` seconds, with their times counted from
+    `begin`: the alignment of a segment. Raises DataError naming `where` for another layout."""
+    try:
+        return [
+            {**w, "start_time": w["start_time"] - begin, "end_time": w["end_time"] - begin}
+            for w in words
+            if begin <= (w["start_time"] + w["end_time"]) / 2 < end
+        ]
+    except (KeyError, TypeError) as err:
+        raise DataError(
+            f"{where}: expected a list of {{word, start_time, end_time}} (seconds), got {words!r:.80}"
+        ) from err
+
+
 def vad_segments(reader: AudioReader, max_segment_seconds: float, threshold: float = 0.5) -> list[Segment]:
     """Speech segments of `reader`'s audio, each at most `max_segment_seconds`, in file order (see the module
     docstring). A file with no speech found gives none. silero-vad's other settings are its defaults: speech chunks
@@ -166,7 +183,8 @@ class Segmenter:
         self.method, self.max_segment_seconds = method, max_segment_seconds
         self.hop, self.window, self.context_seconds, self.vad_threshold = hop, window, context_seconds, vad_threshold
         if method == "fixed":  # the settings are checked now, not at the first long file
-            fixed_segments(int(max_segment_seconds * SAMPLE_RATE) + 1, hop, window, max_segment_seconds, context_seconds)  # fmt: skip
+            longest = int(max_segment_seconds * SAMPLE_RATE) + 1
+            fixed_segments(longest, hop, window, max_segment_seconds, context_seconds)
 
     def __call__(self, reader: AudioReader) -> list[Segment]:
         n = reader.num_samples

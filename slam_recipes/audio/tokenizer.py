@@ -5,10 +5,10 @@ The output folder is a units dataset every recipe reads (`load_dataset(output_di
 shards holding `units` (uint16; `prompt` / `chosen` / `rejected` or `positive` / `negative` for preference and pair
 datasets, one column per audio column), optional `duration` run lengths, the source `file`, and every other column
 of the input (texts, ids). A recording longer than the segmenter's `max_segment_seconds` gives one row per segment
-(`slam_recipes.audio.segmentation`), each with `start` / `end` seconds in its file. A shard is written under a temporary name and renamed, then marked done in
-`report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or empty audio, and audio shorter than the
-feature model's receptive field (400 samples, 25 ms, for HuBERT base), is skipped and listed in
-`tokenize_report.jsonl`.
+(`slam_recipes.audio.segmentation`), each with `start` / `end` seconds in its file. A shard is written under a
+temporary name and renamed, then marked done in `report/shard-NNNNN.json`; a rerun skips done shards. Unreadable or
+empty audio, long audio with no speech found, and audio shorter than the feature model's receptive field (400
+samples, 25 ms, for HuBERT base) are skipped and listed in `tokenize_report.jsonl`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from slam_recipes.audio.features import (
     find_audio_files,
     samples_before_resampling,
 )
-from slam_recipes.audio.segmentation import Segment, Segmenter
+from slam_recipes.audio.segmentation import ALIGNMENT_COLUMN, Segment, Segmenter, slice_alignment
 from slam_recipes.errors import ConfigError, DataError, first_line
 from slam_recipes.files import atomic_path, atomic_write
 
@@ -44,8 +44,11 @@ CORPUS_MANIFEST = "corpus.json"  # a built unit corpus (the demo's): its `units`
 
 
 def units_column_name(audio_column: str) -> str:
-    """`audio` → `units`; other audio columns (`prompt`, `chosen`, `positive`, ...) keep their name."""
-    return "units" if audio_column == "audio" else audio_column
+    """`audio` → `units`; `<name>_audio` → `<name>` (SALMon's `positive_audio` → `positive`); other audio columns
+    (`prompt`, `chosen`, `positive`, ...) keep their name."""
+    if audio_column == "audio":
+        return "units"
+    return audio_column.removesuffix("_audio") if audio_column.endswith("_audio") else audio_column
 
 
 def open_audio_source(
@@ -106,7 +109,8 @@ def sample_features(
     """Features of a random sample of `source`'s recordings (the first ones when streaming), drawn with `seed` until
     `hours` of audio: (frames (N, dim), number of recordings), the data a k-means is fitted on. A long recording is
     read and featurised `max_segment_seconds` at a time (None: whole), so its frames at the cuts differ slightly
-    from the whole file's. Unreadable files are skipped with a warning; none readable is a DataError naming the source."""
+    from the whole file's. Unreadable files are skipped with a warning; none readable is a DataError naming the
+    source."""
     rows, columns, total = open_audio_source(
         source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
     )
@@ -244,8 +248,9 @@ def tokenize_rows(
 
     With a `segmenter` (one audio column only), each recording is cut by it and gives one output row per segment,
     with `start` / `end` (seconds in the file) beside its units; a recording in which it finds no speech is skipped
-    and reported. Audio is read a feature batch at a time (at most `max_batch_samples` 16 kHz samples, or one
-    longer segment), so memory holds one batch, not the shard."""
+    and reported. A cut row's word alignment (`aligned_text`, sTinyStories') keeps the words of its segment, timed
+    from the segment's start, and its `text` becomes those words. Audio is read a feature batch at a time (at most
+    `max_batch_samples` 16 kHz samples, or one longer segment), so memory holds one batch, not the shard."""
     if segmenter is not None and len(audio_columns) != 1:
         raise ConfigError(f"segmentation needs one audio column, got {audio_columns}: a row holds aligned audio")
     kept, skipped, spans = [], [], []  # spans: (row, column, Segment) of the kept rows
@@ -255,7 +260,10 @@ def tokenize_rows(
         except DataError as err:
             skipped.append({"file": _row_file(row, audio_columns), "error": str(err)})
             continue
-        short = (too_short(_row_file(row, [c]), c, r.num_samples, r.rate, extractor.min_samples) for c, r in readers.items())  # fmt: skip
+        short = (
+            too_short(_row_file(row, [c]), c, reader.num_samples, reader.rate, extractor.min_samples)
+            for c, reader in readers.items()
+        )
         entry = next(filter(None, short), None)
         if entry is None and segmenter is not None:
             try:
@@ -309,6 +317,13 @@ def tokenize_rows(
             out.setdefault("file", _row_file(row, audio_columns))
             if segmenter is not None:
                 out["start"], out["end"] = segment.begin, segment.end
+                whole = segment.begin == 0 and round(segment.end * SAMPLE_RATE) == kept[i][1][column].num_samples
+                if not whole and isinstance(row.get(ALIGNMENT_COLUMN), list):  # the segment's words, timed from it
+                    where = f"{out['file']} {ALIGNMENT_COLUMN}"
+                    words = slice_alignment(row[ALIGNMENT_COLUMN], segment.begin, segment.end, where)
+                    out[ALIGNMENT_COLUMN] = words
+                    if isinstance(row.get("text"), str):
+                        out["text"] = " ".join(str(w["word"]) for w in words)
             output.append(out)
         name = units_column_name(column)
         out[name] = units[j]

@@ -31,7 +31,7 @@ logger = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ("positive", "negative")
 GROUP_COLUMNS = ("id", "voice", "type", "subtype", "frequency", "part")
-TEXT_COLUMNS = ("positive_text", "negative_text")
+TEXT_COLUMNS = ("positive_text", "negative_text", "positive_transcription", "negative_transcription")  # speed/sBLIMP
 GROUP_KEY = ("type", "subtype", "id")  # ZeroSpeech 2021: sBLIMP groups by (type, subtype, id), sWUGGY by id
 BREAKDOWNS = ("part", "type", "frequency")
 # ZeroSpeech 2021 lexical frequency bands: [0, 1) oov, [1, 5) "1-5", [5, 20) "6-20", [20, 100) "21-100", [100, inf)
