@@ -22,6 +22,10 @@ BOS_ID = 1
 EOS_ID = 1
 NUM_SPECIAL = 2
 DEFAULT_NUM_UNITS = 500
+# Interleaved speech-text models (SIMS, Maimon et al. 2025; slamkit's interleaving tokeniser): a text LM's vocabulary
+# plus the `<Un…>` units and these two markers, each opening a span of its modality.
+SPEECH_MARKER = "<speech>"
+TEXT_MARKER = "<text>"
 
 _UNIT_RE = re.compile(r"<Un(\d+)>")
 _UNIT_STRING_RE = re.compile(r"(?:\s*<Un\d+>)*\s*")

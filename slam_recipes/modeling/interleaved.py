@@ -1,0 +1,86 @@
+"""The vocabulary of a speech–text interleaved LM (SIMS: Maimon, Hassid, Roth, Adi 2025, "Scaling Analysis of
+Interleaved Speech-Text Language Models", arXiv 2504.02398; slamkit's `InterleavingTokeniser`).
+
+Unlike TWIST, which replaces a text LM's vocabulary with the units, an interleaved model keeps the text LM's own
+tokenizer and embeddings and gains `num_units` unit tokens `<Un0>`…`<Un{num_units-1}>` and two modality markers,
+`<speech>` and `<text>`, as added tokens with consecutive ids. Their embedding rows (and output rows, when untied)
+are initialised by transformers' `mean_resizing`: drawn around the mean of the text tokens' rows, with their
+covariance scaled by 1e-9. A model and tokenizer extended here save and load with plain `AutoModelForCausalLM` /
+`AutoTokenizer`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from slam_recipes.errors import ConfigError
+from slam_recipes.units import SPEECH_MARKER, TEXT_MARKER, unit_token
+
+_UNIT_TOKEN = re.compile(r"<Un\d+>")
+
+
+@dataclass(frozen=True)
+class InterleavedVocab:
+    """Where the added tokens sit in an extended tokenizer: unit k is id `first_unit_id + k`; the markers' ids."""
+
+    first_unit_id: int
+    num_units: int
+    speech_id: int
+    text_id: int
+
+    @classmethod
+    def of(cls, tokenizer, num_units: int) -> InterleavedVocab:
+        """The ids of an extended tokenizer (one `extend_tokenizer` made, or its saved copy). Raises ConfigError
+        when a unit or marker token is missing or the units' ids are not consecutive."""
+        vocab = tokenizer.get_vocab()
+        names = [unit_token(k) for k in range(num_units)] + [SPEECH_MARKER, TEXT_MARKER]
+        missing = [name for name in names if name not in vocab]
+        if missing:
+            raise ConfigError(
+                f"the tokenizer lacks {len(missing)} of the interleaved tokens (first: {missing[0]}); extend it with "
+                "slam_recipes.modeling.interleaved.extend_tokenizer"
+            )
+        first = vocab[unit_token(0)]
+        if [vocab[unit_token(k)] for k in range(num_units)] != list(range(first, first + num_units)):
+            raise ConfigError(f"the tokenizer's {num_units} unit tokens do not have consecutive ids")
+        return cls(first, num_units, vocab[SPEECH_MARKER], vocab[TEXT_MARKER])
+
+    def unit_ids(self, units: np.ndarray) -> np.ndarray:
+        """Unit indices (k in [0, num_units)) → token ids."""
+        return np.asarray(units, dtype=np.int64) + self.first_unit_id
+
+
+def extend_tokenizer(tokenizer, num_units: int) -> InterleavedVocab:
+    """Add `<Un0>`…`<Un{num_units-1}>`, `<speech>` and `<text>` to a text tokenizer, in place, as tokens matched
+    before its own splitting (added, not special, not normalised), with consecutive ids after its own. Raises
+    ConfigError when it already has unit or marker tokens (the vocabulary would be ambiguous)."""
+    from tokenizers import AddedToken
+
+    if num_units < 1:
+        raise ConfigError(f"num_units must be positive, got {num_units}")
+    present = sorted(t for t in tokenizer.get_vocab() if _UNIT_TOKEN.fullmatch(t) or t in (SPEECH_MARKER, TEXT_MARKER))
+    if present:
+        raise ConfigError(
+            f"{getattr(tokenizer, 'name_or_path', '') or 'the text tokenizer'}: already has unit or marker tokens "
+            f"({', '.join(present[:3])}{', ...' if len(present) > 3 else ''}); start from the text LM's own tokenizer"
+        )
+    names = [unit_token(k) for k in range(num_units)] + [SPEECH_MARKER, TEXT_MARKER]
+    tokenizer.add_tokens([AddedToken(name, special=False, normalized=False) for name in names])
+    return InterleavedVocab.of(tokenizer, num_units)
+
+
+def extend_text_lm(model, tokenizer, num_units: int) -> InterleavedVocab:
+    """Extend a causal text LM and its tokenizer, in place, for interleaved training: the tokenizer gains the unit
+    and marker tokens (`extend_tokenizer`), and the model's embeddings grow to the tokenizer's length with
+    `mean_resizing`. A matrix that had rows beyond the tokenizer (Qwen2.5 pads 151,665 tokens to 151,936 rows) is
+    first cut to the tokenizer's length, so every added token gets a mean-resized row rather than an untrained
+    padding row. Seed torch first for reproducible rows."""
+    real = len(tokenizer)
+    if model.get_input_embeddings().num_embeddings > real:
+        model.resize_token_embeddings(real, mean_resizing=False)
+    vocab = extend_tokenizer(tokenizer, num_units)
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
+    return vocab

@@ -1,0 +1,182 @@
+"""Speech–text interleaving (SIMS, arXiv 2504.02398): the extended vocabulary of a text LM, the choice of spoken
+spans, and interleaved token ids, against hand-computed sequences and the plain tokenizer's reading of their text
+form."""
+
+import numpy as np
+import pytest
+import torch
+
+from slam_recipes.data.interleaving import (
+    choose_speech_words,
+    interleave,
+    interleave_dataset,
+    speech_only_dataset,
+    text_only_dataset,
+)
+from slam_recipes.errors import ConfigError, DataError
+from slam_recipes.modeling.interleaved import InterleavedVocab, extend_text_lm, extend_tokenizer
+from slam_recipes.units import SPEECH_MARKER, TEXT_MARKER
+
+
+# -- choosing the spoken words ----------------------------------------------------------------------------------------
+def runs(mask: np.ndarray) -> list[int]:
+    """Lengths of the runs of True."""
+    edges = np.diff(np.concatenate([[0], mask.astype(int), [0]]))
+    return (np.flatnonzero(edges == -1) - np.flatnonzero(edges == 1)).tolist()
+
+
+def test_spoken_spans_cover_the_fraction_with_poisson_lengths():
+    """Over 300 utterances of 200 words, λ = 10, fraction 0.3: each covers at least ceil(0.3 · 200) = 60 words and at
+    most 60 plus one span's overshoot; spans average about λ words (runs can join two spans, so a little over 10); the
+    same seed chooses the same words."""
+    covered, lengths = [], []
+    for seed in range(300):
+        mask = choose_speech_words(200, np.random.default_rng(seed))
+        assert np.array_equal(mask, choose_speech_words(200, np.random.default_rng(seed)))
+        covered.append(int(mask.sum()))
+        lengths += runs(mask)
+    assert min(covered) >= 60 and np.mean(covered) < 70
+    assert 9.0 <= np.mean(lengths) <= 13.0
+    assert not choose_speech_words(20, np.random.default_rng(0), fraction=0.0).any()
+    # With fraction 1 every word is spoken but those right after a span, where no span may start (as published).
+    every = choose_speech_words(20, np.random.default_rng(0), fraction=1.0)
+    assert every.sum() >= 15 and all(every[i - 1] for i in np.flatnonzero(~every))
+    assert choose_speech_words(0, np.random.default_rng(0)).shape == (0,)
+
+
+# -- interleaving one utterance ---------------------------------------------------------------------------------------
+# Units 5 6 7 8 9 with run lengths 2 1 3 2 2 frames of 40 ms: 5 covers 0-80 ms, 6 80-120, 7 120-240, 8 240-320,
+# 9 320-400. Words: a 0-100 ms, b 120-200, c 250-300, d 330-400.
+UNITS, DURATIONS = [5, 6, 7, 8, 9], [2, 1, 3, 2, 2]
+WORDS = [
+    {"word": "a", "start_time": 0.00, "end_time": 0.10},
+    {"word": "b", "start_time": 0.12, "end_time": 0.20},
+    {"word": "c", "start_time": 0.25, "end_time": 0.30},
+    {"word": "d", "start_time": 0.33, "end_time": 0.40},
+]
+SPEECH, TEXT = 1, 2
+
+
+def ids_of(spoken, words=WORDS):
+    return interleave(
+        UNITS, DURATIONS, words, np.asarray(spoken), frame_seconds=0.04, unit_ids=lambda u: u + 100,
+        speech_id=SPEECH, text_id=TEXT, encode_text=lambda text: [ord(ch) for ch in text], where="row 3",
+    )  # fmt: skip
+
+
+def test_spoken_words_become_the_units_heard_during_them():
+    # b (120-200 ms) overlaps unit 7 only (6 ends at 120); d (330-400) overlaps 9 only.
+    assert ids_of([False, True, False, True]) == [TEXT, ord("a"), SPEECH, 107, TEXT, ord("c"), SPEECH, 109]
+    # a and b together (0-200 ms): units 5, 6, 7; c and d as text, joined by a space.
+    assert ids_of([True, True, False, False]) == [SPEECH, 105, 106, 107, TEXT, ord("c"), ord(" "), ord("d")]
+    assert ids_of([True] * 4) == [SPEECH, 105, 106, 107, 108, 109]
+    assert ids_of([False] * 4) == [TEXT, *map(ord, "a b c d")]
+
+
+def test_an_alignment_that_does_not_fit_is_a_one_line_error():
+    late = [*WORDS[:3], {"word": "d", "start_time": 0.33, "end_time": 0.60}]  # the audio is 0.40 s
+    with pytest.raises(DataError, match=r"row 3: word 3 'd' at 0.330-0.600 s is outside the audio's 0-0.400 s"):
+        ids_of([False] * 4, late)
+    silent = [*WORDS, {"word": "e", "start_time": 0.40, "end_time": 0.40}]  # after the last unit
+    with pytest.raises(DataError, match=r"row 3: words 4-4 \('e', 0.400-0.400 s\) have no units"):
+        ids_of([False] * 4 + [True], silent)
+
+
+# -- the extended vocabulary ------------------------------------------------------------------------------------------
+def test_a_text_lm_gains_units_and_markers_that_plain_transformers_loads(tiny_text_lm_with_tokenizer, tmp_path):
+    """The tokenizer keeps its 258 tokens and gains <Un0>…<Un19>, <speech>, <text> at ids 258-279; the embeddings
+    grow to 280 rows, the new ones at the old rows' mean (covariance × 1e-9); saved, both load with plain
+    AutoModelForCausalLM / AutoTokenizer and read the interleaved text form as those ids."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_text_lm_with_tokenizer)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    old_rows = model.get_input_embeddings().weight.detach().clone()
+    text_ids = tokenizer("the cat", add_special_tokens=False)["input_ids"]
+    torch.manual_seed(0)
+    vocab = extend_text_lm(model, tokenizer, num_units=20)
+    assert vocab == InterleavedVocab(first_unit_id=258, num_units=20, speech_id=278, text_id=279)
+    rows = model.get_input_embeddings().weight.detach()
+    assert rows.shape[0] == len(tokenizer) == 280 and torch.equal(rows[:258], old_rows)
+    assert torch.allclose(rows[258:], old_rows.mean(0).expand(22, -1), atol=1e-4)
+    model.save_pretrained(tmp_path / "sims")
+    tokenizer.save_pretrained(tmp_path / "sims")
+    loaded, reloaded = AutoModelForCausalLM.from_pretrained(tmp_path / "sims"), AutoTokenizer.from_pretrained(tmp_path / "sims")  # fmt: skip
+    assert torch.equal(loaded.get_input_embeddings().weight, model.get_input_embeddings().weight)
+    assert InterleavedVocab.of(reloaded, 20) == vocab
+    ids = reloaded(f"{SPEECH_MARKER}<Un3><Un19>{TEXT_MARKER}the cat", add_special_tokens=False)["input_ids"]
+    assert ids == [278, 261, 277, 279, *text_ids]
+    with pytest.raises(ConfigError, match="already has unit or marker tokens"):
+        extend_tokenizer(reloaded, 20)
+
+
+def test_rows_beyond_the_tokenizer_are_dropped_before_the_new_ones_are_added(tiny_text_lm_with_tokenizer):
+    """A matrix padded past its tokenizer (as Qwen2.5's 151,936 rows for 151,665 tokens): the added tokens get
+    mean-resized rows, not the old padding rows, and the matrix ends at the tokenizer's length."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    config = AutoConfig.from_pretrained(tiny_text_lm_with_tokenizer, vocab_size=300)
+    torch.manual_seed(1)
+    model = AutoModelForCausalLM.from_config(config)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[258:] = 50.0  # padding rows far from the real ones
+    real_mean = model.get_input_embeddings().weight[:258].detach().mean(0)
+    extend_text_lm(model, tokenizer, num_units=20)
+    rows = model.get_input_embeddings().weight.detach()
+    assert rows.shape[0] == 280
+    assert torch.allclose(rows[258:], real_mean.expand(22, -1), atol=1e-4)
+
+
+def test_a_dataset_is_interleaved_reproducibly_and_reads_as_its_text_form(tiny_text_lm_with_tokenizer):
+    """Each row: BOS, the interleaved ids, EOS; the same seed gives the same rows; and the ids equal what the plain
+    tokenizer gives for the text form built by hand from the chosen words (second code path)."""
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    vocab = extend_tokenizer(tokenizer, 20)
+    rng = np.random.default_rng(0)
+    rows = {"units": [], "duration": [], "aligned_text": []}
+    for n_words in (12, 30, 7):
+        durations = rng.integers(1, 4, size=4 * n_words)
+        rows["units"].append(rng.integers(0, 20, size=len(durations)).tolist())
+        rows["duration"].append(durations.tolist())
+        frames = np.concatenate([[0], np.cumsum(durations)])[::4] * 0.04  # every word spans 4 units
+        rows["aligned_text"].append([{"word": f"w{k}", "start_time": float(frames[k]), "end_time": float(frames[k + 1])}
+                                     for k in range(n_words)])  # fmt: skip
+    dataset = Dataset.from_dict(rows)
+    first = interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)
+    again = interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)
+    assert first["input_ids"] == again["input_ids"]
+    assert first["input_ids"] != interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=8, fraction=0.5)["input_ids"]  # fmt: skip
+    for index, ids in enumerate(first["input_ids"]):
+        spoken = choose_speech_words(len(rows["aligned_text"][index]), np.random.default_rng([7, index]), fraction=0.5)
+        words, units = rows["aligned_text"][index], rows["units"][index]
+        text, k = "", 0
+        while k < len(words):  # each word is units[4k : 4k + 4]
+            m = k
+            while m < len(words) and spoken[m] == spoken[k]:
+                m += 1
+            if spoken[k]:
+                text += SPEECH_MARKER + "".join(f"<Un{u}>" for u in units[4 * k : 4 * m])
+            else:
+                text += TEXT_MARKER + " ".join(w["word"] for w in words[k:m])
+            k = m
+        assert ids == [tokenizer.bos_token_id, *tokenizer(text, add_special_tokens=False)["input_ids"], tokenizer.eos_token_id]  # fmt: skip
+    with pytest.raises(DataError, match="interleaving needs column"):
+        interleave_dataset(dataset.remove_columns("duration"), tokenizer, vocab, frame_rate=25)
+
+
+def test_speech_only_and_text_only_rows_open_with_their_marker(tiny_text_lm_with_tokenizer):
+    from datasets import Dataset
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    vocab = extend_tokenizer(tokenizer, 20)
+    speech = speech_only_dataset(Dataset.from_dict({"units": [[3, 19, 0]], "file": ["a.wav"]}), tokenizer, vocab)
+    assert speech["input_ids"] == [[0, vocab.speech_id, 261, 277, 258, 1]]  # <s> <speech> <Un3> <Un19> <Un0> </s>
+    text = text_only_dataset(Dataset.from_dict({"text": ["hi there"], "id": [4]}), tokenizer, vocab)
+    assert text["input_ids"] == [[0, vocab.text_id, *tokenizer("hi there", add_special_tokens=False)["input_ids"], 1]]
+    with pytest.raises(DataError, match="a text-only source needs a 'text' column"):
+        text_only_dataset(Dataset.from_dict({"story": ["x"]}), tokenizer, vocab)
