@@ -146,11 +146,12 @@ def test_a_dataset_is_interleaved_reproducibly_and_reads_as_its_text_form(tiny_t
         rows["aligned_text"].append([{"word": f"w{k}", "start_time": float(frames[k]), "end_time": float(frames[k + 1])}
                                      for k in range(n_words)])  # fmt: skip
     dataset = Dataset.from_dict(rows)
-    first = interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)
-    again = interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)
-    assert first["input_ids"] == again["input_ids"]
-    assert first["input_ids"] != interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=8, fraction=0.5)["input_ids"]  # fmt: skip
-    for index, ids in enumerate(first["input_ids"]):
+    first = list(interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)["input_ids"])
+    again = list(interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=7, fraction=0.5)["input_ids"])
+    assert first == again
+    other = interleave_dataset(dataset, tokenizer, vocab, frame_rate=25, seed=8, fraction=0.5)["input_ids"]
+    assert first != list(other)
+    for index, ids in enumerate(first):
         spoken = choose_speech_words(len(rows["aligned_text"][index]), np.random.default_rng([7, index]), fraction=0.5)
         words, units = rows["aligned_text"][index], rows["units"][index]
         text, k = "", 0
@@ -180,3 +181,39 @@ def test_speech_only_and_text_only_rows_open_with_their_marker(tiny_text_lm_with
     assert text["input_ids"] == [[0, vocab.text_id, *tokenizer("hi there", add_special_tokens=False)["input_ids"], 1]]
     with pytest.raises(DataError, match="a text-only source needs a 'text' column"):
         text_only_dataset(Dataset.from_dict({"story": ["x"]}), tokenizer, vocab)
+
+
+def test_sources_are_read_by_their_columns_cut_to_the_context_and_mixed(tiny_text_lm_with_tokenizer, tmp_path):
+    """An sTinyStories-like source (units, duration, aligned_text) is interleaved, a units-only one gives speech-only
+    rows, a text one text-only rows; rows longer than the context are cut; the project's mixture samples them by
+    ratio; a source of no kind is a one-line error naming it."""
+    from conftest import write_jsonl
+    from transformers import AutoTokenizer
+
+    from slam_recipes.data.interleaving import load_interleaved_datasets
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    vocab = extend_tokenizer(tokenizer, 20)
+    words = [
+        {"word": w, "start_time": 0.16 * k, "end_time": 0.16 * (k + 1)}
+        for k, w in enumerate(["a", "b", "c", "d", "e"])
+    ]
+    stories = write_jsonl(tmp_path / "stories.jsonl", [
+        {"units": list(range(20)), "duration": [1] * 20, "aligned_text": words, "text": "a b c d e"}] * 40)  # fmt: skip
+    speech = write_jsonl(tmp_path / "speech.jsonl", [{"units": [1, 2, 3], "file": "x.wav"}] * 40)
+    text = write_jsonl(tmp_path / "text.jsonl", [{"text": "hello world, " * 5}] * 40)
+    common = dict(tokenizer=tokenizer, vocab=vocab, frame_rate=25, context_length=16)
+    alone = [list(load_interleaved_datasets([source], **common)["input_ids"]) for source in (stories, speech, text)]
+    assert list(load_interleaved_datasets([stories, speech, text], **common)["input_ids"]) == sum(alone, [])
+    story_rows, speech_rows, text_rows = alone
+    unit_ids = set(range(vocab.first_unit_id, vocab.first_unit_id + 20))
+    assert speech_rows == [[0, vocab.speech_id, 259, 260, 261, 1]] * 40  # <s> <speech> <Un1> <Un2> <Un3> </s>
+    assert all(len(r) <= 16 for rows in alone for r in rows)
+    assert not any(unit_ids & set(r) for r in text_rows) and len(text_rows) >= 40 * 5  # ~70 tokens: 5 rows each
+    flat = [token for r in story_rows for token in r]  # the 40 stories, cut at 16 tokens
+    assert flat.count(0) == 40 and unit_ids & set(flat) and (vocab.text_id in flat or vocab.speech_id in flat)
+    mixed = load_interleaved_datasets([stories, speech, text], ratios=[0.54, 0.25, 0.2], **common)
+    assert len(mixed) > 0
+    write_jsonl(tmp_path / "other.jsonl", [{"story": "x"}])
+    with pytest.raises(DataError, match=r"other.jsonl.*neither units \(speech\)"):
+        load_interleaved_datasets([str(tmp_path / "other.jsonl")], **common)

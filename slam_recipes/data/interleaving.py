@@ -6,12 +6,12 @@ layout) and its units with their run lengths (`duration`, frames of `frame_secon
 spans of words chosen to be spoken become the units heard during them, the other words stay text, and each span
 opens with its modality's marker:
 
-    <speech><Un12><Un7>…<text> the cat sat<speech><Un3>…
+    <speech><Un12><Un7>…<text>the cat sat<speech><Un3>…
 
 Spans are chosen per utterance (`choose_speech_words`): Poisson lengths with mean 10 words until 30 % of the words
 are covered (slamkit's `interleave_span: 10`, `interleave_prob: 0.3`). Unlike slamkit, whose text runs are the
-words joined with nothing between them, a text run here is its words joined by spaces. The choice is seeded by (seed, row index), so a dataset is interleaved the same
-way whatever the batching or the number of processes.
+words joined with nothing between them, a text run here is its words joined by spaces. The choice is seeded by
+(seed, row index), so a dataset is interleaved the same way whatever the batching or the number of processes.
 
 Interleaving is done in data preparation (`interleave_dataset`, one `datasets.map`), not on the fly: the training
 loop then reads token ids exactly as for speech-only data, and the map is cached and shared across processes. The
@@ -55,6 +55,13 @@ def choose_speech_words(
         spoken[start:stop] = True
         free[start : stop + 1] = False
     return spoken
+
+
+def chunks(ids: list[int], context_length: int | None) -> list[list[int]]:
+    """`ids` cut into rows of at most `context_length` tokens (None: one row)."""
+    if not context_length or len(ids) <= context_length:
+        return [ids]
+    return [ids[i : i + context_length] for i in range(0, len(ids), context_length)]
 
 
 def check_alignment(words: Sequence[dict], audio_seconds: float, frame_seconds: float, where: str) -> None:
@@ -131,12 +138,14 @@ def interleave_dataset(
     fraction: float = PAPER_SPEECH_FRACTION,
     label: str = "dataset",
     num_proc: int | None = None,
+    context_length: int | None = None,
 ):
     """A units dataset with word alignments (`units`, `duration`, `aligned_text`: `recipes/tokenize_audio.py` with
     `keep_durations` on sTinyStories) → a dataset of `input_ids`: each row interleaved (`interleave`) with its own
     generator, seeded by (`seed`, row index), and framed by the tokenizer's BOS (when it has one) and EOS. `vocab`:
     the extended tokenizer's `InterleavedVocab`; `frame_rate`: unit frames per second before dedup (25 for
-    mHuBERT-25Hz). Raises DataError naming the row for a missing column or an alignment that does not fit."""
+    mHuBERT-25Hz). A row longer than `context_length` is cut into rows of at most that many tokens. Raises DataError
+    naming the row for a missing column or an alignment that does not fit."""
     missing = [c for c in ("units", "duration", "aligned_text") if c not in dataset.column_names]
     if missing:
         raise DataError(
@@ -151,14 +160,23 @@ def interleave_dataset(
 
     def rows(batch, indices):
         out = []
-        for units, durations, words, index in zip(batch["units"], batch["duration"], batch["aligned_text"], indices, strict=True):  # fmt: skip
+        columns = (batch["units"], batch["duration"], batch["aligned_text"], indices)
+        for units, durations, words, index in zip(*columns, strict=True):
             rng = np.random.default_rng([seed, index])
             spoken = choose_speech_words(len(words), rng, mean_span, fraction)
             body = interleave(
-                units, durations, words, spoken, frame_seconds=1.0 / frame_rate, unit_ids=vocab.unit_ids,
-                speech_id=vocab.speech_id, text_id=vocab.text_id, encode_text=encode_text, where=f"{label} row {index}",
-            )  # fmt: skip
-            out.append(head + body + tail)
+                units,
+                durations,
+                words,
+                spoken,
+                frame_seconds=1.0 / frame_rate,
+                unit_ids=vocab.unit_ids,
+                speech_id=vocab.speech_id,
+                text_id=vocab.text_id,
+                encode_text=encode_text,
+                where=f"{label} row {index}",
+            )
+            out += chunks(head + body + tail, context_length)
         return {"input_ids": out}
 
     return dataset.map(
@@ -167,7 +185,15 @@ def interleave_dataset(
     )  # fmt: skip
 
 
-def speech_only_dataset(dataset, tokenizer, vocab, *, label: str = "dataset", num_proc: int | None = None):
+def speech_only_dataset(
+    dataset,
+    tokenizer,
+    vocab,
+    *,
+    label: str = "dataset",
+    num_proc: int | None = None,
+    context_length: int | None = None,
+):
     """A units dataset (`units`) → `input_ids` for an interleaved model: BOS (when the tokenizer has one),
     `<speech>`, the units' token ids, EOS: speech-only rows, opened by their modality's marker as every span is."""
     if "units" not in dataset.column_names:
@@ -176,14 +202,22 @@ def speech_only_dataset(dataset, tokenizer, vocab, *, label: str = "dataset", nu
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
     def rows(batch):
-        return {"input_ids": [head + vocab.unit_ids(np.asarray(u)).tolist() + tail for u in batch["units"]]}
+        ids = [head + vocab.unit_ids(np.asarray(u)).tolist() + tail for u in batch["units"]]
+        return {"input_ids": [chunk for row in ids for chunk in chunks(row, context_length)]}
 
     return dataset.map(rows, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
                        desc=f"Speech-only rows ({label})")  # fmt: skip
 
 
 def text_only_dataset(
-    dataset, tokenizer, vocab, *, text_column: str = "text", label: str = "dataset", num_proc: int | None = None
+    dataset,
+    tokenizer,
+    vocab,
+    *,
+    text_column: str = "text",
+    label: str = "dataset",
+    num_proc: int | None = None,
+    context_length: int | None = None,
 ):
     """Any text dataset (its `text_column`) → `input_ids` for an interleaved model: BOS (when the tokenizer has
     one), `<text>`, the text's own tokens, EOS."""
@@ -194,7 +228,76 @@ def text_only_dataset(
 
     def rows(batch):
         encoded = tokenizer(batch[text_column], add_special_tokens=False)["input_ids"]
-        return {"input_ids": [head + ids + tail for ids in encoded]}
+        return {"input_ids": [chunk for ids in encoded for chunk in chunks(head + ids + tail, context_length)]}
 
     return dataset.map(rows, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
                        desc=f"Text-only rows ({label})")  # fmt: skip
+
+
+INTERLEAVED_COLUMNS = ("units", "duration", "aligned_text")
+
+
+def source_kind(dataset, text_column: str = "text") -> str | None:
+    """How a loaded source feeds an interleaved model, read from its columns: `interleaved` (units, their
+    durations and a word alignment), `speech` (units only), `text` (a text column and no units), or None."""
+    columns = set(dataset.column_names)
+    if set(INTERLEAVED_COLUMNS) <= columns:
+        return "interleaved"
+    if "units" in columns:
+        return "speech"
+    return "text" if text_column in columns else None
+
+
+def load_interleaved_datasets(
+    sources: Sequence[str | dict],
+    *,
+    tokenizer,
+    vocab,
+    frame_rate: float,
+    context_length: int,
+    split: str = "train",
+    own_split: bool = True,
+    ratios: Sequence[float] | None = None,
+    stopping_strategy: str = "first_exhausted",
+    seed: int = 42,
+    mean_span: float = PAPER_MEAN_SPAN,
+    fraction: float = PAPER_SPEECH_FRACTION,
+    text_column: str = "text",
+    num_proc: int | None = None,
+):
+    """Every source (a path or an entry of TRL's dataset mixture, as for speech-only pretraining) → `input_ids`
+    rows for an interleaved model, by its kind (`source_kind`): interleaved with `interleave_dataset`, speech-only
+    or text-only rows; each cut to `context_length`; then mixed by the project's `mix` (concatenated, or sampled by
+    `ratios`: SIMS samples text-only / interleaved / speech-only data at 0.20 / 0.54 / 0.25). A source of no kind is
+    a DataError naming it and its columns."""
+    from slam_recipes.data.sources import as_entry, check_ratios, load_entry, mix, split_of
+
+    entries = [as_entry(source) for source in sources]
+    names = [e["path"] if split_of(e, split, own_split) == "train" else f"{e['path']} [{split_of(e, split, own_split)}]"
+             for e in entries]  # fmt: skip
+    if ratios is not None:
+        check_ratios(names, ratios, stopping_strategy)
+    prepared = []
+    for entry in entries:
+        parts = []
+        for label, dataset in load_entry(entry, split, own_split=own_split):
+            kind = source_kind(dataset, text_column)
+            common = dict(label=label, num_proc=num_proc, context_length=context_length)
+            if kind == "interleaved":
+                part = interleave_dataset(
+                    dataset.select_columns(list(INTERLEAVED_COLUMNS)), tokenizer, vocab, frame_rate=frame_rate,
+                    seed=seed, mean_span=mean_span, fraction=fraction, **common,
+                )  # fmt: skip
+            elif kind == "speech":
+                part = speech_only_dataset(dataset.select_columns(["units"]), tokenizer, vocab, **common)
+            elif kind == "text":
+                texts = dataset.select_columns([text_column])
+                part = text_only_dataset(texts, tokenizer, vocab, text_column=text_column, **common)
+            else:
+                raise DataError(
+                    f"{label}: neither units (speech), units + duration + aligned_text (interleaved) nor a "
+                    f"{text_column!r} column (text); found {dataset.column_names}"
+                )
+            parts.append(part)
+        prepared.append(mix(parts))
+    return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy, names=names)
