@@ -24,7 +24,7 @@ def main() -> None:
     import os
 
     from slam_recipes.configs import TokenizeArguments, parse_recipe_args
-    from slam_recipes.errors import ConfigError
+    from slam_recipes.errors import ConfigError, DataError
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,))  # before the heavy imports: --help answers at once
@@ -35,9 +35,11 @@ def main() -> None:
     from slam_recipes.audio.kmeans import load_centroids
     from slam_recipes.audio.tokenizer import (
         CONFIG_FILE,
+        SHARD_FILE,
         build_audio_tokenizer,
         build_segmenter,
         check_run_settings,
+        clear_run,
         tokenize_audio,
         write_report,
     )
@@ -47,7 +49,7 @@ def main() -> None:
         raise ConfigError("output_dir is required")
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) share the work over gloo
     device = args.device or str(state.device)
-    check_run_settings(args.output_dir, args.settings(), overwrite=args.overwrite_output_dir)
+    stale = check_run_settings(args.output_dir, args.settings(), overwrite=args.overwrite_output_dir)
 
     # Model: features and centroids, checked against each other before any audio is read
     with state.main_process_first():  # the main process converts a pickled k-means once
@@ -55,6 +57,8 @@ def main() -> None:
     extractor, assigner = build_audio_tokenizer(args, device, args.dtype, centroids)
     segmenter = build_segmenter(args, extractor)  # its settings are checked before anything is written
     if state.is_main_process:
+        if stale:  # overwrite_output_dir over a run with other settings: its shards must not be kept
+            clear_run(args.output_dir)
         os.makedirs(args.output_dir, exist_ok=True)
         with atomic_write(os.path.join(args.output_dir, CONFIG_FILE)) as f:
             json.dump({**args.settings(), "num_units": assigner.num_units}, f, indent=2)
@@ -81,13 +85,19 @@ def main() -> None:
     print(
         f"process {state.process_index}: {summary['shards_written']} shards written, {summary['shards_skipped']} "
         f"already done; {summary['files']} files ({summary['rows']} rows), {summary['audio_seconds'] / 3600:.3f} h "
-        f"of audio in {summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} audio-s/s); "
-        f"{summary['skipped_files']} skipped",
+        f"of audio in {summary['seconds']:.1f} s ({summary['audio_seconds'] / max(summary['seconds'], 1e-9):.1f} "
+        f"audio-s/s); {summary['skipped_files']} skipped",
         flush=True,
     )
     state.wait_for_everyone()
     if state.is_main_process:
         skipped = write_report(args.output_dir)
+        shards = os.path.join(args.output_dir, os.path.dirname(SHARD_FILE))
+        if not (os.path.isdir(shards) and os.listdir(shards)):
+            raise DataError(
+                f"{args.dataset_name}: no units written, every file was skipped ({len(skipped)} listed in "
+                f"{os.path.join(args.output_dir, 'tokenize_report.jsonl')})"
+            )
         print(f"Units dataset: {args.output_dir} ({len(skipped)} files skipped, listed in tokenize_report.jsonl)")
 
 

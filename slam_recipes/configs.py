@@ -7,6 +7,7 @@ Nothing here imports torch, transformers or TRL at module level, so parsing a no
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 import warnings
@@ -669,7 +670,11 @@ class TokenizeArguments(UnitTokenizerArguments):
         },
     )
     segment_context_seconds: float = field(
-        default=2.0, metadata={"help": "segmentation fixed: audio seen but not kept on each side of a window."}
+        default=2.0,
+        metadata={
+            "help": "segmentation fixed: audio seen but not kept on each side of a window, so each row holds "
+            "max_segment_seconds minus twice this."
+        },
     )
     vad_threshold: float = field(
         default=0.5, metadata={"help": "segmentation vad: silero-vad speech probability threshold (its default)."}
@@ -701,10 +706,12 @@ class TokenizeArguments(UnitTokenizerArguments):
             raise ConfigError(f"dtype must be auto, bfloat16, float16 or float32, got {self.dtype!r}")
         if self.segmentation not in ("vad", "fixed"):
             raise ConfigError(f"segmentation must be vad or fixed, got {self.segmentation!r}")
-        if self.max_segment_seconds is not None and self.max_segment_seconds <= 0:
-            raise ConfigError(f"max_segment_seconds must be positive or null, got {self.max_segment_seconds}")
-        if self.segment_context_seconds < 0 or not 0 < self.vad_threshold < 1:
-            raise ConfigError("segment_context_seconds must be >= 0 and vad_threshold between 0 and 1")
+        if self.max_segment_seconds is not None and not 0 < self.max_segment_seconds < math.inf:
+            raise ConfigError(f"max_segment_seconds must be positive seconds or null, got {self.max_segment_seconds}")
+        if not 0 <= self.segment_context_seconds < math.inf:
+            raise ConfigError(f"segment_context_seconds must be seconds >= 0, got {self.segment_context_seconds}")
+        if not 0 < self.vad_threshold < 1:
+            raise ConfigError(f"vad_threshold must be between 0 and 1, got {self.vad_threshold}")
 
     def settings(self) -> dict:
         """What decides the units: a rerun into the same output_dir must match these."""
@@ -721,9 +728,9 @@ class TokenizeArguments(UnitTokenizerArguments):
             "keep_durations": self.keep_durations,
             "shard_size": self.shard_size,
             "max_segment_seconds": self.max_segment_seconds,
-            "segmentation": self.segmentation if self.max_segment_seconds else None,
-            "segment_context_seconds": self.segment_context_seconds if self.segmentation == "fixed" else None,
-            "vad_threshold": self.vad_threshold if self.segmentation == "vad" else None,
+            "segmentation": (method := self.segmentation if self.max_segment_seconds else None),
+            "segment_context_seconds": self.segment_context_seconds if method == "fixed" else None,
+            "vad_threshold": self.vad_threshold if method == "vad" else None,
         }
 
 

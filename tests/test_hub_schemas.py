@@ -191,6 +191,8 @@ def test_spokenswag_at_24khz_becomes_filtered_dpo_pairs_at_16khz(tmp_path, kmean
             assert len(rows[k][c]) == len(expected) == extractor.num_frames(len(audio[c][k]))
             same += (np.asarray(rows[k][c]) == expected).tolist()
     assert np.mean(same) >= 0.99  # measured: 358 of 360
+    prompts = tokenize(kmeans, source, tmp_path / "prompts", "--audio_columns", "prompt", "--dedup", "false")
+    assert "chosen" not in prompts.column_names and list(prompts["prompt"]) == list(rows["prompt"])  # others dropped
     train, _ = build_preference_datasets([str(tmp_path / "units")], num_units=50, dedup=True)
     assert len(train) == 3 and "the cat the cat" not in " ".join(train["chosen_text"])
     first = units_of(kmeans, audio["prompt"][0])

@@ -250,7 +250,10 @@ def test_the_tokenize_recipe_cuts_long_files_into_rows_pretraining_reads(tmp_pat
     "args, message",
     [(["--segmentation", "words"], "segmentation must be vad or fixed, got 'words'"),
      (["--segmentation", "fixed", "--max_segment_seconds", "1", "--segment_context_seconds", "1"],
-      "max_segment_seconds 1.0 leaves no frame to keep")],
+      "max_segment_seconds 1.0 leaves no frame to keep"),
+     (["--max_segment_seconds", "nan"], "max_segment_seconds must be positive seconds or null, got nan"),
+     (["--segment_context_seconds", "inf"], "segment_context_seconds must be seconds >= 0, got inf"),
+     (["--vad_threshold", "1.5"], "vad_threshold must be between 0 and 1, got 1.5")],
 )  # fmt: skip
 def test_bad_segmentation_settings_are_one_line_errors_before_anything_is_written(tmp_path, args, message):
     from conftest import run_recipe
@@ -264,6 +267,69 @@ def test_bad_segmentation_settings_are_one_line_errors_before_anything_is_writte
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert result.returncode == 2 and len(errors) == 1 and message in errors[0], result.stderr[-2000:]
     assert not out.exists()
+
+
+def test_a_truncated_file_is_skipped_and_reported(tmp_path, clip_units):
+    """A file whose stream ends before its header says (an MP3 cut to 90 % of its bytes) is skipped with the reason,
+    not tokenised short; the other rows are kept."""
+    extractor, assigner = clip_units
+    path = tmp_path / "cut.mp3"
+    soundfile.write(path, np.tile(clip(0), 3), SAMPLE_RATE, format="MP3")
+    path.write_bytes(path.read_bytes()[: int(path.stat().st_size * 0.9)])
+    out, skipped, _ = tokenize_rows([{"audio": str(path), "file": "cut.mp3"}, {"audio": CLIPS[1], "file": "ok.flac"}],
+                                    ["audio"], extractor, assigner)  # fmt: skip
+    assert [r["file"] for r in out] == ["ok.flac"]
+    assert len(skipped) == 1 and skipped[0]["file"] == "cut.mp3" and "truncated" in skipped[0]["error"]
+
+
+def test_a_cut_row_with_a_malformed_alignment_is_skipped_and_reported(clip_units):
+    extractor, assigner = clip_units
+    audio, _ = speech_with_pauses(2.0, order=(0, 1, 2, 0))
+    bad = [{"word": "a", "start_time": 0.5}]  # no end_time
+    good = [{"word": "b", "start_time": 3.0, "end_time": 3.4}]
+    rows = [{"audio": encode(audio, SAMPLE_RATE), "file": "bad.wav", "aligned_text": bad},
+            {"audio": encode(audio, SAMPLE_RATE), "file": "good.wav", "aligned_text": good}]  # fmt: skip
+    segmenter = Segmenter("fixed", 10.0, hop=extractor.hop, window=extractor.window)
+    out, skipped, _ = tokenize_rows(rows, ["audio"], extractor, assigner, segmenter=segmenter)
+    assert {r["file"] for r in out} == {"good.wav"} and [s["file"] for s in skipped] == ["bad.wav"]
+    assert "bad.wav aligned_text: expected a list of {word, start_time, end_time}" in skipped[0]["error"]
+    assert sum(len(r["aligned_text"]) for r in out) == 1
+
+
+def test_run_lengths_longer_than_uint16_are_kept():
+    from slam_recipes.audio.tokenizer import to_units
+
+    frames = torch.zeros(70_000, 39)  # 47 minutes of one unit at 25 Hz
+    units, durations = to_units(frames, NearestCentroid(torch.randn(5, 39)), dedup=True)
+    assert len(units) == 1 and durations.tolist() == [70_000]
+
+
+def test_rerun_settings_overwrite_and_an_all_skipped_source(tmp_path):
+    """Settings that do not apply (segmentation with max_segment_seconds null) do not block a resume; overwriting a
+    run made with other settings removes its shards; a source whose every file is skipped is a one-line error."""
+    from conftest import run_recipe
+
+    from slam_recipes.audio.kmeans import save_centroids
+
+    km, out = tmp_path / "km.safetensors", tmp_path / "units"
+    save_centroids(str(km), torch.randn(16, 39))
+    script = os.path.join(REPO, "recipes", "tokenize_audio.py")
+    base = ["--backend", "mfcc", "--kmeans_path", str(km), "--dataset_name", os.path.dirname(CLIPS[0]), "--output_dir", str(out)]  # fmt: skip
+    assert run_recipe(script, *base, "--max_segment_seconds", "null", "--shard_size", "1").returncode == 0
+    assert len(os.listdir(out / "data")) == 3
+    again = run_recipe(script, *base, "--max_segment_seconds", "null", "--shard_size", "1", "--segmentation", "fixed")
+    assert again.returncode == 0 and "3 already done" in again.stdout
+    replaced = run_recipe(script, *base, "--shard_size", "2", "--overwrite_output_dir", "true")
+    assert replaced.returncode == 0 and sorted(os.listdir(out / "data")) == [
+        "train-00000.parquet",
+        "train-00001.parquet",
+    ]
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    soundfile.write(quiet / "silence.wav", np.zeros(70 * SAMPLE_RATE, np.float32), SAMPLE_RATE)
+    result = run_recipe(script, *base[:-4], "--dataset_name", str(quiet), "--output_dir", str(tmp_path / "q"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and "no units written, every file was skipped" in errors[0]
 
 
 # -- memory -----------------------------------------------------------------------------------------------------------

@@ -110,8 +110,11 @@ class AudioReader:
             native = self._read_native(first * self.down, min(self.frames, last * self.down))
             resampled = resample_poly(native, self.up, self.down)
             audio = resampled[start - first * self.up : stop - first * self.up].astype(np.float32)
-        if audio.size == 0:
-            raise DataError(f"{self.name}: zero-length audio")
+        if audio.size < stop - start:  # the stream ends before its header says (a truncated file)
+            raise DataError(
+                f"{self.name}: audio ends before the {self.num_samples} samples its header gives (truncated?): "
+                f"asked for [{start}, {stop}), got {audio.size}"
+            )
         return np.ascontiguousarray(audio, dtype=np.float32)
 
 

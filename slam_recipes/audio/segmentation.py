@@ -148,7 +148,7 @@ def fixed_segments(
     if kept < 1:
         raise ConfigError(
             f"max_segment_seconds {max_segment_seconds} leaves no frame to keep with segment_context_seconds "
-            f"{context_seconds} on each side; raise it above {(2 * context * hop + window) / SAMPLE_RATE:.3f}"
+            f"{context_seconds} on each side; raise it to at least {(2 * context * hop + window) / SAMPLE_RATE:.3f}"
         )
     segments = []
     for first in range(0, total, kept):
@@ -190,6 +190,7 @@ class Segmenter:
         n = reader.num_samples
         if n <= self.max_segment_seconds * SAMPLE_RATE:
             return [Segment(0, n, 0.0, n / SAMPLE_RATE)]
-        if self.method == "vad":
-            return vad_segments(reader, self.max_segment_seconds, self.vad_threshold)
+        if self.method == "vad":  # a piece too short for one frame (a cut of a long chunk) is left out
+            segments = vad_segments(reader, self.max_segment_seconds, self.vad_threshold)
+            return [s for s in segments if s.num_samples >= self.window]
         return fixed_segments(n, self.hop, self.window, self.max_segment_seconds, self.context_seconds)

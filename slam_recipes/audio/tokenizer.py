@@ -88,6 +88,9 @@ def open_audio_source(
             f"{source}: no audio column{' ' + str(missing) if missing else ''} (columns: {list(features)}); "
             "set audio_columns"
         )
+    unlisted = [c for c in found if c not in columns]
+    if unlisted:  # audio columns not asked for are dropped, not decoded (that needs torchcodec) nor copied along
+        dataset = dataset.remove_columns(unlisted)
     for column in columns:
         if isinstance(features[column], Audio):
             dataset = dataset.cast_column(column, Audio(decode=False))
@@ -227,7 +230,7 @@ def to_units(features: torch.Tensor, assigner, dedup: bool) -> tuple[np.ndarray,
         units, counts = torch.unique_consecutive(units, return_counts=True)
     else:
         counts = torch.ones_like(units)
-    return units.cpu().numpy().astype(np.uint16), counts.cpu().numpy().astype(np.uint16)
+    return units.cpu().numpy().astype(np.uint16), counts.cpu().numpy().astype(np.uint32)  # a run can pass 65,535
 
 
 def tokenize_rows(
@@ -254,6 +257,7 @@ def tokenize_rows(
     if segmenter is not None and len(audio_columns) != 1:
         raise ConfigError(f"segmentation needs one audio column, got {audio_columns}: a row holds aligned audio")
     kept, skipped, spans = [], [], []  # spans: (row, column, Segment) of the kept rows
+    words: dict[int, list] = {}  # span → its segment's word alignment, for cut rows that have one
     for row in rows:
         try:
             readers = {c: AudioReader(row[c]) for c in audio_columns}
@@ -275,6 +279,21 @@ def tokenize_rows(
                 entry = {"file": file, "error": f"{file}: no speech found by the voice-activity detector"}
         else:
             segments = [Segment(0, r.num_samples, 0.0, r.num_samples / SAMPLE_RATE) for r in readers.values()]
+        whole = [Segment(0, readers[audio_columns[0]].num_samples, 0.0, segments[0].end)] if segments else []
+        if (
+            entry is None
+            and segmenter is not None
+            and segments != whole
+            and isinstance(row.get(ALIGNMENT_COLUMN), list)
+        ):
+            file = _row_file(row, audio_columns)
+            try:  # each segment keeps its own words, timed from its start; a bad alignment skips the row
+                where = f"{file} {ALIGNMENT_COLUMN}"
+                alignments = [slice_alignment(row[ALIGNMENT_COLUMN], s.begin, s.end, where) for s in segments]
+            except DataError as err:
+                entry = {"file": file, "error": str(err)}
+            else:
+                words.update({len(spans) + k: a for k, a in enumerate(alignments)})
         if entry is not None:
             skipped.append(entry)
             continue
@@ -317,13 +336,10 @@ def tokenize_rows(
             out.setdefault("file", _row_file(row, audio_columns))
             if segmenter is not None:
                 out["start"], out["end"] = segment.begin, segment.end
-                whole = segment.begin == 0 and round(segment.end * SAMPLE_RATE) == kept[i][1][column].num_samples
-                if not whole and isinstance(row.get(ALIGNMENT_COLUMN), list):  # the segment's words, timed from it
-                    where = f"{out['file']} {ALIGNMENT_COLUMN}"
-                    words = slice_alignment(row[ALIGNMENT_COLUMN], segment.begin, segment.end, where)
-                    out[ALIGNMENT_COLUMN] = words
-                    if isinstance(row.get("text"), str):
-                        out["text"] = " ".join(str(w["word"]) for w in words)
+            if j in words:
+                out[ALIGNMENT_COLUMN] = words[j]
+                if isinstance(row.get("text"), str):
+                    out["text"] = " ".join(str(w["word"]) for w in words[j])
             output.append(out)
         name = units_column_name(column)
         out[name] = units[j]
@@ -404,9 +420,10 @@ class AudioProgress:
         self.bar.close()
 
 
-def check_run_settings(output_dir: str, settings: dict, overwrite: bool = False) -> None:
+def check_run_settings(output_dir: str, settings: dict, overwrite: bool = False) -> bool:
     """A rerun into the same folder resumes only with the same settings; a folder that holds something else is
-    refused."""
+    refused. Returns True when the folder holds a tokenisation with other settings that `overwrite` allows to
+    replace: `clear_run` must then remove it (on the main process) before anything is written."""
     path = os.path.join(output_dir, CONFIG_FILE)
     if os.path.isfile(path):
         with open(path) as f:
@@ -417,8 +434,22 @@ def check_run_settings(output_dir: str, settings: dict, overwrite: bool = False)
                 f"{output_dir}: holds a tokenisation with other settings ({', '.join(differs)}); choose another "
                 "output_dir or pass overwrite_output_dir"
             )
-    elif os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        return bool(differs)
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise ConfigError(f"{output_dir}: exists and is not a tokenisation output; choose another output_dir")
+    return False
+
+
+def clear_run(output_dir: str) -> None:
+    """Remove a tokenisation's own files from `output_dir` (its shards, done-marks, report and settings), so that
+    a run with other settings starts afresh; anything else in the folder is left."""
+    import shutil
+
+    for name in (os.path.dirname(SHARD_FILE), os.path.dirname(DONE_FILE)):
+        shutil.rmtree(os.path.join(output_dir, name), ignore_errors=True)
+    for name in (REPORT_FILE, CONFIG_FILE):
+        if os.path.isfile(os.path.join(output_dir, name)):
+            os.remove(os.path.join(output_dir, name))
 
 
 def tokenize_audio(
@@ -448,7 +479,9 @@ def tokenize_audio(
         source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
     )
     if segmenter is not None and len(columns) > 1:
-        logger.info("%d audio columns %s: each row is tokenised whole, not segmented", len(columns), columns)
+        logger.warning(
+            "%d audio columns %s: rows are aligned audio, tokenised whole, not segmented", len(columns), columns
+        )
         segmenter = None
     unit_columns = [units_column_name(c) for c in columns]
     progress = AudioProgress(total, disable=disable_progress or process_index != 0)
