@@ -19,11 +19,12 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
-    from slam_recipes.configs import DataArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.configs import DataArguments, InterleavingArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.errors import ConfigError
     from slam_recipes.training.arguments import PretrainConfig, PretrainModelArguments
 
-    parsed = model_args, data_args, training_args = parse_recipe_args(
-        (PretrainModelArguments, DataArguments, PretrainConfig)
+    parsed = model_args, data_args, interleaving, training_args = parse_recipe_args(
+        (PretrainModelArguments, DataArguments, InterleavingArguments, PretrainConfig)
     )
 
     from transformers import set_seed
@@ -52,18 +53,39 @@ def main() -> None:
     # Data (prepared and cached before the time budget starts)
     data_options = dataclasses.asdict(data_args)
     pad_to_multiple_of = data_options.pop("pad_to_multiple_of")  # a collator option
-    with training_args.main_process_first(desc="unit dataset preparation"):
-        train_dataset, eval_dataset = build_pretraining_datasets(
-            **data_options, num_units=model_args.num_units, seed=training_args.seed
-        )
-        benchmarks = load_benchmarks(training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs)
+    if interleaving.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
+        if training_args.benchmarks:
+            raise ConfigError("benchmarks score unit-only LMs: leave them out of an interleaved recipe")
+        from slam_recipes.data.interleaving import build_interleaved_datasets
+        from slam_recipes.modeling.interleaved import build_interleaved_lm
 
-    # Model
-    model = build_unit_lm(model_args.model_name_or_path, **model_args.build_kwargs())
-    tokenizer = load_or_build_tokenizer(
-        model_args.model_name_or_path, model_args.num_units, model_args.tokenizer_name_or_path
-    )
-    check_vocab(tokenizer, model)
+        kwargs = model_args.build_kwargs()
+        loading = {key: kwargs.get(key) for key in ("dtype", "attn_implementation", "revision")}
+        model, tokenizer, vocab = build_interleaved_lm(model_args.model_name_or_path, model_args.num_units, **loading)
+        unit_options = ("units_column", "dedup", "add_bos_eos", "min_units", "max_units")
+        with training_args.main_process_first(desc="interleaved dataset preparation"):
+            train_dataset, eval_dataset = build_interleaved_datasets(
+                **{k: v for k, v in data_options.items() if k not in unit_options}, tokenizer=tokenizer, vocab=vocab,
+                frame_rate=interleaving.interleave_frame_rate, mean_span=interleaving.interleave_mean_span,
+                fraction=interleaving.interleave_fraction, text_column=interleaving.text_column,
+                seed=training_args.seed,
+            )  # fmt: skip
+        benchmarks = {}
+    else:
+        with training_args.main_process_first(desc="unit dataset preparation"):
+            train_dataset, eval_dataset = build_pretraining_datasets(
+                **data_options, num_units=model_args.num_units, seed=training_args.seed
+            )
+            benchmarks = load_benchmarks(
+                training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs
+            )
+
+        # Model
+        model = build_unit_lm(model_args.model_name_or_path, **model_args.build_kwargs())
+        tokenizer = load_or_build_tokenizer(
+            model_args.model_name_or_path, model_args.num_units, model_args.tokenizer_name_or_path
+        )
+        check_vocab(tokenizer, model)
     check_packing(model, data_args.packing, model_args.attn_implementation)
     run_info = describe_run("pretraining", model_args, data_args, resolved_recipe(parsed), count_parameters(model))
     if model_args.use_peft:  # LoRA on the transformer; the new unit embeddings and head are trained in full

@@ -217,3 +217,47 @@ def test_sources_are_read_by_their_columns_cut_to_the_context_and_mixed(tiny_tex
     write_jsonl(tmp_path / "other.jsonl", [{"story": "x"}])
     with pytest.raises(DataError, match=r"other.jsonl.*neither units \(speech\)"):
         load_interleaved_datasets([str(tmp_path / "other.jsonl")], **common)
+
+
+def test_the_pretraining_recipe_trains_an_interleaved_model_that_plain_transformers_loads(
+    tiny_text_lm_with_tokenizer, tmp_path
+):
+    """recipes/pretrain.py with `interleaved: true` on a text LM and three sources (interleaved stories, speech-only
+    units, text): it trains a few steps with a falling loss and saves a model + tokenizer that plain transformers
+    loads, with the unit and marker tokens."""
+    import json
+    import os
+
+    import yaml
+    from conftest import REPO, run_recipe, write_jsonl
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    rng = np.random.default_rng(0)
+    stories = []
+    for _ in range(60):
+        durations = rng.integers(1, 4, size=40)
+        edges = np.concatenate([[0], np.cumsum(durations)])[::4] * 0.04
+        words = [{"word": f"w{k % 5}", "start_time": float(edges[k]), "end_time": float(edges[k + 1])} for k in range(10)]  # fmt: skip
+        stories.append({"units": [k % 20 for k in range(40)], "duration": durations.tolist(), "aligned_text": words})
+    sources = [write_jsonl(tmp_path / "stories.jsonl", stories),
+               write_jsonl(tmp_path / "speech.jsonl", [{"units": [1, 2, 3, 4] * 5}] * 30),
+               write_jsonl(tmp_path / "text.jsonl", [{"text": "w0 w1 w2 w3 w4 " * 4}] * 30)]  # fmt: skip
+    recipe = {
+        "model_name_or_path": tiny_text_lm_with_tokenizer, "num_units": 20, "interleaved": True,
+        "dataset_name": sources, "dataset_ratios": [0.54, 0.25, 0.2], "context_length": 64, "packing": "padding_free",
+        "attn_implementation": "sdpa", "output_dir": str(tmp_path / "run"), "max_steps": 12,
+        "per_device_train_batch_size": 4, "learning_rate": 5e-3, "logging_steps": 4, "save_strategy": "no",
+        "use_cpu": True, "report_to": "none", "bf16": False, "dataloader_num_workers": 0, "seed": 0,
+    }  # fmt: skip
+    with open(tmp_path / "sims.yaml", "w") as f:
+        yaml.safe_dump(recipe, f)
+    result = run_recipe(os.path.join(REPO, "recipes", "pretrain.py"), "--config", str(tmp_path / "sims.yaml"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "run" / "trainer_state.json") as f:
+        losses = [h["loss"] for h in json.load(f)["log_history"] if "loss" in h]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    model = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
+    vocab = InterleavedVocab.of(tokenizer, 20)
+    assert (vocab.first_unit_id, vocab.speech_id, vocab.text_id) == (258, 278, 279)
+    assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == 280

@@ -268,8 +268,8 @@ def load_interleaved_datasets(
     """Every source (a path or an entry of TRL's dataset mixture, as for speech-only pretraining) → `input_ids`
     rows for an interleaved model, by its kind (`source_kind`): interleaved with `interleave_dataset`, speech-only
     or text-only rows; each cut to `context_length`; then mixed by the project's `mix` (concatenated, or sampled by
-    `ratios`: SIMS samples text-only / interleaved / speech-only data at 0.20 / 0.54 / 0.25). A source of no kind is
-    a DataError naming it and its columns."""
+    `ratios`, as SIMS samples text-only, interleaved and speech-only data). A source of no kind is a DataError naming
+    it and its columns."""
     from slam_recipes.data.sources import as_entry, check_ratios, load_entry, mix, split_of
 
     entries = [as_entry(source) for source in sources]
@@ -301,3 +301,51 @@ def load_interleaved_datasets(
             parts.append(part)
         prepared.append(mix(parts))
     return mix(prepared, ratios, seed=seed, stopping_strategy=stopping_strategy, names=names)
+
+
+def build_interleaved_datasets(
+    dataset_name: Sequence[str] | None = None,
+    *,
+    datasets: Sequence[dict] | None = None,
+    tokenizer,
+    vocab,
+    frame_rate: float = 25.0,
+    mean_span: float = PAPER_MEAN_SPAN,
+    fraction: float = PAPER_SPEECH_FRACTION,
+    text_column: str = "text",
+    context_length: int = 2048,
+    packing: str = "padding_free",
+    dataset_config: str | None = None,
+    dataset_split: str = "train",
+    validation_split: str | None = None,
+    validation_fraction: float = 0.0,
+    dataset_ratios: Sequence[float] | None = None,
+    mixture_stopping_strategy: str = "first_exhausted",
+    preprocessing_num_workers: int | None = None,
+    seed: int = 42,
+):
+    """(train, eval or None) packed `input_ids` datasets for an interleaved model from the recipe's sources (as for
+    `build_pretraining_datasets`: `dataset_name` or TRL's mixture entries `datasets`), each read by its kind
+    (`load_interleaved_datasets`), then packed to `context_length`."""
+    from slam_recipes.data.packing import pack
+    from slam_recipes.data.sources import as_mixture, load_train_eval
+
+    sources, ratios = as_mixture(dataset_name, datasets, dataset_config, dataset_ratios)
+    common = dict(
+        tokenizer=tokenizer, vocab=vocab, frame_rate=frame_rate, context_length=context_length, ratios=ratios,
+        stopping_strategy=mixture_stopping_strategy, seed=seed, mean_span=mean_span, fraction=fraction,
+        text_column=text_column, num_proc=preprocessing_num_workers,
+    )  # fmt: skip
+    train, evaluation = load_train_eval(
+        lambda split, own_split: load_interleaved_datasets(sources, split=split, own_split=own_split, **common),
+        dataset_split,
+        validation_split,
+        validation_fraction,
+        seed,
+    )
+    if len(train) == 0:
+        raise DataError(f"{[source['path'] for source in sources]}: no training rows")
+    train = pack(train, context_length, packing, num_proc=preprocessing_num_workers)
+    if evaluation is not None:
+        evaluation = pack(evaluation, context_length, packing, num_proc=preprocessing_num_workers)
+    return train, evaluation

@@ -84,3 +84,23 @@ def extend_text_lm(model, tokenizer, num_units: int) -> InterleavedVocab:
     vocab = extend_tokenizer(tokenizer, num_units)
     model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
     return vocab
+
+
+def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, **loading):
+    """(model, tokenizer, vocab) for interleaved training from a causal text LM (Hub name or folder) and its own
+    tokenizer: extended here (`extend_text_lm`), or read back when the folder is already an interleaved checkpoint
+    (it has every unit and marker token), to train on. `loading` reaches `from_pretrained` (`dtype`,
+    `attn_implementation`, `revision`); None values are left out."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from slam_recipes.modeling.unit_lm import register_attention
+
+    loading = {k: v for k, v in loading.items() if v is not None}
+    register_attention(loading.get("attn_implementation"))
+    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=loading.get("revision"))
+    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **loading)
+    try:
+        vocab = InterleavedVocab.of(tokenizer, num_units)
+    except ConfigError:
+        vocab = extend_text_lm(model, tokenizer, num_units)
+    return model, tokenizer, vocab
