@@ -56,6 +56,8 @@ def main() -> None:
     if interleaving.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
         if training_args.benchmarks:
             raise ConfigError("benchmarks score unit-only LMs: leave them out of an interleaved recipe")
+        if model_args.model_config_overrides or model_args.rope_theta is not None:
+            raise ConfigError("model_config_overrides and rope_theta are not applied to an interleaved model yet")
         from slam_recipes.data.interleaving import build_interleaved_datasets
         from slam_recipes.modeling.interleaved import build_interleaved_lm
 

@@ -279,6 +279,7 @@ def tokenize_rows(
                 entry = {"file": file, "error": f"{file}: no speech found by the voice-activity detector"}
         else:
             segments = [Segment(0, r.num_samples, 0.0, r.num_samples / SAMPLE_RATE) for r in readers.values()]
+        # The file as its one segment: its alignment needs no cutting.
         whole = [Segment(0, readers[audio_columns[0]].num_samples, 0.0, segments[0].end)] if segments else []
         if (
             entry is None
