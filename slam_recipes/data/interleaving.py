@@ -327,8 +327,7 @@ def build_interleaved_datasets(
     """(train, eval or None) packed `input_ids` datasets for an interleaved model from the recipe's sources (as for
     `build_pretraining_datasets`: `dataset_name` or TRL's mixture entries `datasets`), each read by its kind
     (`load_interleaved_datasets`), then packed to `context_length`."""
-    from slam_recipes.data.packing import pack
-    from slam_recipes.data.sources import as_mixture, load_train_eval
+    from slam_recipes.data.sources import as_mixture, load_and_pack
 
     sources, ratios = as_mixture(dataset_name, datasets, dataset_config, dataset_ratios)
     common = dict(
@@ -336,16 +335,8 @@ def build_interleaved_datasets(
         stopping_strategy=mixture_stopping_strategy, seed=seed, mean_span=mean_span, fraction=fraction,
         text_column=text_column, num_proc=preprocessing_num_workers,
     )  # fmt: skip
-    train, evaluation = load_train_eval(
+    return load_and_pack(
         lambda split, own_split: load_interleaved_datasets(sources, split=split, own_split=own_split, **common),
-        dataset_split,
-        validation_split,
-        validation_fraction,
-        seed,
-    )
-    if len(train) == 0:
-        raise DataError(f"{[source['path'] for source in sources]}: no training rows")
-    train = pack(train, context_length, packing, num_proc=preprocessing_num_workers)
-    if evaluation is not None:
-        evaluation = pack(evaluation, context_length, packing, num_proc=preprocessing_num_workers)
-    return train, evaluation
+        dataset_split, validation_split, validation_fraction, seed, context_length, packing, preprocessing_num_workers,
+        empty=f"{[source['path'] for source in sources]}: no training rows",
+    )  # fmt: skip

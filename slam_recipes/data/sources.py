@@ -488,18 +488,32 @@ def build_pretraining_datasets(
         max_units=max_units,
         context_length=context_length,
     )
-    train, evaluation = load_train_eval(
+    return load_and_pack(
         lambda split, own_split: load_unit_datasets(sources, split=split, own_split=own_split, **common),
-        dataset_split,
-        validation_split,
-        validation_fraction,
-        seed,
-    )
+        dataset_split, validation_split, validation_fraction, seed, context_length, packing, preprocessing_num_workers,
+        empty=f"{[source['path'] for source in sources]}: no training rows left after filtering "
+        f"(min_units={min_units}, max_units={max_units})",
+    )  # fmt: skip
+
+
+def load_and_pack(
+    load: Callable[..., object],
+    dataset_split: str,
+    validation_split: str | None,
+    validation_fraction: float,
+    seed: int,
+    context_length: int,
+    packing: str,
+    num_proc: int | None = None,
+    *,
+    empty: str,
+):
+    """(train, eval or None): `load_train_eval`, then each packed to `context_length` (`pack`). An empty training
+    set is a DataError saying `empty`."""
+    train, evaluation = load_train_eval(load, dataset_split, validation_split, validation_fraction, seed)
     if len(train) == 0:
-        raise DataError(
-            f"{[source['path'] for source in sources]}: no training rows left after filtering (min_units={min_units}, max_units={max_units})"
-        )
-    train = pack(train, context_length, packing, num_proc=preprocessing_num_workers)
+        raise DataError(empty)
+    train = pack(train, context_length, packing, num_proc=num_proc)
     if evaluation is not None:
-        evaluation = pack(evaluation, context_length, packing, num_proc=preprocessing_num_workers)
+        evaluation = pack(evaluation, context_length, packing, num_proc=num_proc)
     return train, evaluation
