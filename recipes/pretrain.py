@@ -19,12 +19,12 @@ from slam_recipes.errors import run_entry_point
 def main() -> None:
     import dataclasses
 
-    from slam_recipes.configs import DataArguments, InterleavingArguments, parse_recipe_args, resolved_recipe
+    from slam_recipes.configs import INTERLEAVING_FIELDS, DataArguments, parse_recipe_args, resolved_recipe
     from slam_recipes.errors import ConfigError
     from slam_recipes.training.arguments import PretrainConfig, PretrainModelArguments
 
-    parsed = model_args, data_args, interleaving, training_args = parse_recipe_args(
-        (PretrainModelArguments, DataArguments, InterleavingArguments, PretrainConfig)
+    parsed = model_args, data_args, training_args = parse_recipe_args(
+        (PretrainModelArguments, DataArguments, PretrainConfig)
     )
 
     from transformers import set_seed
@@ -53,7 +53,8 @@ def main() -> None:
     # Data (prepared and cached before the time budget starts)
     data_options = dataclasses.asdict(data_args)
     pad_to_multiple_of = data_options.pop("pad_to_multiple_of")  # a collator option
-    if interleaving.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
+    interleaving = {name: data_options.pop(name) for name in INTERLEAVING_FIELDS}
+    if interleaving["interleaved"]:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
         if training_args.benchmarks:
             raise ConfigError("benchmarks score unit-only LMs: leave them out of an interleaved recipe")
         if model_args.model_config_overrides or model_args.rope_theta is not None:
@@ -68,8 +69,8 @@ def main() -> None:
         with training_args.main_process_first(desc="interleaved dataset preparation"):
             train_dataset, eval_dataset = build_interleaved_datasets(
                 **{k: v for k, v in data_options.items() if k not in unit_options}, tokenizer=tokenizer, vocab=vocab,
-                frame_rate=interleaving.interleave_frame_rate, mean_span=interleaving.interleave_mean_span,
-                fraction=interleaving.interleave_fraction, text_column=interleaving.text_column,
+                frame_rate=interleaving["interleave_frame_rate"], mean_span=interleaving["interleave_mean_span"],
+                fraction=interleaving["interleave_fraction"], text_column=interleaving["text_column"],
                 seed=training_args.seed,
             )  # fmt: skip
         benchmarks = {}

@@ -132,36 +132,13 @@ class SourceArguments:
             check_mixture(self.datasets)
 
 
-@dataclass
-class InterleavingArguments:
-    """Speech-text interleaved pretraining (SIMS: Maimon et al. 2025, arXiv 2504.02398; slamkit's interleaving
-    tokeniser). Off by default: the Slam recipe replaces the text LM's vocabulary with units (TWIST)."""
-
-    interleaved: bool = field(
-        default=False,
-        metadata={
-            "help": "Keep the base LM's tokenizer and embeddings, add num_units unit tokens and <speech> / <text>, "
-            "and read each source by its columns: units + duration + aligned_text are interleaved, units alone are "
-            "speech-only rows, a text column text-only rows."
-        },
-    )
-    interleave_frame_rate: float = field(
-        default=25.0,
-        metadata={"help": "Unit frames per second before dedup, to cut units by word time (mHuBERT: 25)."},
-    )
-    interleave_mean_span: float = field(
-        default=10.0, metadata={"help": "Mean spoken span in words, Poisson λ (slamkit interleaved_hubert_25: 10)."}
-    )
-    interleave_fraction: float = field(
-        default=0.3, metadata={"help": "Share of each utterance's words that are spoken (slamkit: 0.3)."}
-    )
-    text_column: str = field(default="text", metadata={"help": "The column of text-only sources."})
-
-    def __post_init__(self):
-        if not 0 <= self.interleave_fraction <= 1 or not self.interleave_mean_span > 0:
-            raise ConfigError("interleave_fraction must be in [0, 1] and interleave_mean_span positive")
-        if not self.interleave_frame_rate > 0:
-            raise ConfigError(f"interleave_frame_rate must be positive, got {self.interleave_frame_rate}")
+INTERLEAVING_FIELDS = (
+    "interleaved",
+    "interleave_frame_rate",
+    "interleave_mean_span",
+    "interleave_fraction",
+    "text_column",
+)
 
 
 @dataclass
@@ -210,9 +187,34 @@ class DataArguments(SourceArguments):
             "(static shapes, so torch_compile compiles once)."
         },
     )
+    # Speech-text interleaved pretraining (SIMS: Maimon et al. 2025, arXiv 2504.02398; slamkit's interleaving
+    # tokeniser). Off by default: the Slam recipe replaces the text LM's vocabulary with units (TWIST).
+    interleaved: bool = field(
+        default=False,
+        metadata={
+            "help": "Keep the base LM's tokenizer and embeddings, add num_units unit tokens and <speech> / <text>, "
+            "and read each source by its columns: units + duration + aligned_text are interleaved, units alone are "
+            "speech-only rows, a text column text-only rows."
+        },
+    )
+    interleave_frame_rate: float = field(
+        default=25.0,
+        metadata={"help": "Unit frames per second before dedup, to cut units by word time (mHuBERT: 25)."},
+    )
+    interleave_mean_span: float = field(
+        default=10.0, metadata={"help": "Mean spoken span in words, Poisson λ (slamkit interleaved_hubert_25: 10)."}
+    )
+    interleave_fraction: float = field(
+        default=0.3, metadata={"help": "Share of each utterance's words that are spoken (slamkit: 0.3)."}
+    )
+    text_column: str = field(default="text", metadata={"help": "The column of text-only sources."})
 
     def __post_init__(self):
         super().__post_init__()
+        if not 0 <= self.interleave_fraction <= 1 or not self.interleave_mean_span > 0:
+            raise ConfigError("interleave_fraction must be in [0, 1] and interleave_mean_span positive")
+        if not self.interleave_frame_rate > 0:
+            raise ConfigError(f"interleave_frame_rate must be positive, got {self.interleave_frame_rate}")
         if self.pad_to_multiple_of is not None and self.pad_to_multiple_of < 1:
             raise ConfigError(f"pad_to_multiple_of must be positive, got {self.pad_to_multiple_of}")
         if self.packing not in PACKING_MODES:

@@ -46,7 +46,29 @@ def test_every_recipe_yaml_is_checked():
 def test_recipe_parses(path):
     model_args, data_args, training_args = parse("--config", path)
     assert model_args.model_name_or_path and data_args.dataset_name
-    assert training_args.time_budget_seconds > 0
+    if data_args.interleaved:  # SIMS trains one epoch over its tokens (slamkit), not to a time budget
+        assert training_args.num_train_epochs == 1 and training_args.time_budget_seconds is None
+    else:
+        assert training_args.time_budget_seconds > 0
+
+
+def test_sims_recipes_have_slamkits_values():
+    """recipes/sims: slamkit's train_inter_scale.yaml, scaling_interleaving.yaml and interleaved_hubert_25.yaml,
+    value for value; the 7B child changes only the base LM and the output folder."""
+    model_args, data_args, training_args = parse("--config", os.path.join(REPO, "recipes", "sims", "pretrain.yaml"))
+    assert (data_args.context_length, data_args.packing, data_args.interleave_mean_span) == (2048, "padding_free", 10)
+    assert data_args.interleave_fraction == 0.3 and data_args.dataset_ratios == [
+        0.2023584112,
+        0.5433262899,
+        0.2543152989,
+    ]
+    assert training_args.learning_rate == 5e-4  # min_lr 5e-5, kept as a rate of it:
+    assert training_args.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(5e-5 / 5e-4)}
+    assert (training_args.warmup_steps, training_args.max_grad_norm, training_args.weight_decay) == (0.01, 0.5, 0.0)
+    assert (training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps) == (8, 1)
+    big, big_data, big_training = parse("--config", os.path.join(REPO, "recipes", "sims-7b", "pretrain.yaml"))
+    assert big.model_name_or_path == "Qwen/Qwen2.5-7B" and big_data == data_args
+    assert big_training.learning_rate == training_args.learning_rate
 
 
 @pytest.mark.parametrize("path", DPO_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
@@ -338,4 +360,17 @@ def test_accelerate_configs_load(path):
     if os.path.basename(path) in expected:
         assert config.num_processes == expected[os.path.basename(path)]
     if "deepspeed" in path:
-        assert config.deepspeed_config["zero_stage"] == 2
+        stage = 3 if "zero3" in path else 2
+        assert config.deepspeed_config["zero_stage"] == stage
+        if stage == 3:  # built sharded, saved whole: the folder loads with plain transformers
+            assert config.deepspeed_config["zero3_init_flag"] and config.deepspeed_config["zero3_save_16bit_model"]
+    if os.path.basename(path) == "fsdp2.yaml":
+        from accelerate.utils import FullyShardedDataParallelPlugin
+
+        # accelerate's own plugin accepts the settings as FSDP2 ones (it refuses FSDP1-only ones under version 2)
+        options = {name.removeprefix("fsdp_") if name != "fsdp_version" else name: value
+                   for name, value in config.fsdp_config.items()}  # fmt: skip
+        options["cpu_offload"] = options.pop("offload_params")
+        plugin = FullyShardedDataParallelPlugin(**options)
+        assert plugin.fsdp_version == 2 and plugin.reshard_after_forward is True
+        assert plugin.state_dict_type.name == "FULL_STATE_DICT"

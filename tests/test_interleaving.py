@@ -169,16 +169,17 @@ def test_a_dataset_is_interleaved_reproducibly_and_reads_as_its_text_form(tiny_t
         interleave_dataset(dataset.remove_columns("duration"), tokenizer, vocab, frame_rate=25)
 
 
-def test_speech_only_and_text_only_rows_open_with_their_marker(tiny_text_lm_with_tokenizer):
+def test_speech_only_and_text_only_rows_have_no_marker(tiny_text_lm_with_tokenizer):
+    """As in slamkit: markers open the runs of interleaved rows; single-modality rows are plain units or text."""
     from datasets import Dataset
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
     vocab = extend_tokenizer(tokenizer, 20)
     speech = speech_only_dataset(Dataset.from_dict({"units": [[3, 19, 0]], "file": ["a.wav"]}), tokenizer, vocab)
-    assert speech["input_ids"] == [[0, vocab.speech_id, 261, 277, 258, 1]]  # <s> <speech> <Un3> <Un19> <Un0> </s>
+    assert speech["input_ids"] == [[0, 261, 277, 258, 1]]  # <s> <Un3> <Un19> <Un0> </s>
     text = text_only_dataset(Dataset.from_dict({"text": ["hi there"], "id": [4]}), tokenizer, vocab)
-    assert text["input_ids"] == [[0, vocab.text_id, *tokenizer("hi there", add_special_tokens=False)["input_ids"], 1]]
+    assert text["input_ids"] == [[0, *tokenizer("hi there", add_special_tokens=False)["input_ids"], 1]]
     with pytest.raises(DataError, match="a text-only source needs a 'text' column"):
         text_only_dataset(Dataset.from_dict({"story": ["x"]}), tokenizer, vocab)
 
@@ -207,7 +208,7 @@ def test_sources_are_read_by_their_columns_cut_to_the_context_and_mixed(tiny_tex
     assert list(load_interleaved_datasets([stories, speech, text], **common)["input_ids"]) == sum(alone, [])
     story_rows, speech_rows, text_rows = alone
     unit_ids = set(range(vocab.first_unit_id, vocab.first_unit_id + 20))
-    assert speech_rows == [[0, vocab.speech_id, 259, 260, 261, 1]] * 40  # <s> <speech> <Un1> <Un2> <Un3> </s>
+    assert speech_rows == [[0, 259, 260, 261, 1]] * 40  # <s> <Un1> <Un2> <Un3> </s>
     assert all(len(r) <= 16 for rows in alone for r in rows)
     assert not any(unit_ids & set(r) for r in text_rows) and len(text_rows) >= 40 * 5  # ~70 tokens: 5 rows each
     flat = [token for r in story_rows for token in r]  # the 40 stories, cut at 16 tokens

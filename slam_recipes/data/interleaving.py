@@ -194,11 +194,11 @@ def speech_only_dataset(
     num_proc: int | None = None,
     context_length: int | None = None,
 ):
-    """A units dataset (`units`) → `input_ids` for an interleaved model: BOS (when the tokenizer has one),
-    `<speech>`, the units' token ids, EOS: speech-only rows, opened by their modality's marker as every span is."""
+    """A units dataset (`units`) → `input_ids` for an interleaved model: BOS (when the tokenizer has one), the
+    units' token ids, EOS. No marker, as in slamkit: markers open the runs of interleaved rows only."""
     if "units" not in dataset.column_names:
         raise DataError(f"{label}: a speech-only source needs a `units` column (found {dataset.column_names})")
-    head = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + [vocab.speech_id]
+    head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
     def rows(batch):
@@ -220,10 +220,10 @@ def text_only_dataset(
     context_length: int | None = None,
 ):
     """Any text dataset (its `text_column`) → `input_ids` for an interleaved model: BOS (when the tokenizer has
-    one), `<text>`, the text's own tokens, EOS."""
+    one), the text's own tokens, EOS. No marker, as in slamkit (its text-only rows are raw text)."""
     if text_column not in dataset.column_names:
         raise DataError(f"{label}: a text-only source needs a {text_column!r} column (found {dataset.column_names})")
-    head = ([tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []) + [vocab.text_id]
+    head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
     def rows(batch):
@@ -268,8 +268,8 @@ def load_interleaved_datasets(
     """Every source (a path or an entry of TRL's dataset mixture, as for speech-only pretraining) → `input_ids`
     rows for an interleaved model, by its kind (`source_kind`): interleaved with `interleave_dataset`, speech-only
     or text-only rows; each cut to `context_length`; then mixed by the project's `mix` (concatenated, or sampled by
-    `ratios`, as SIMS samples text-only, interleaved and speech-only data). A source of no kind is a DataError naming
-    it and its columns."""
+    `ratios`: slamkit's SIMS run samples text-only, interleaved and speech-only data at 0.202 / 0.543 / 0.254, so that
+    their token counts match). A source of no kind is a DataError naming it and its columns."""
     from slam_recipes.data.sources import as_entry, check_ratios, load_entry, mix, split_of
 
     entries = [as_entry(source) for source in sources]
