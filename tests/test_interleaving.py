@@ -178,10 +178,10 @@ def test_speech_only_and_text_only_rows_have_no_marker(tiny_text_lm_with_tokeniz
     vocab = extend_tokenizer(tokenizer, 20)
     speech = speech_only_dataset(Dataset.from_dict({"units": [[3, 19, 0]], "file": ["a.wav"]}), tokenizer, vocab)
     assert speech["input_ids"] == [[0, 261, 277, 258, 1]]  # <s> <Un3> <Un19> <Un0> </s>
-    text = text_only_dataset(Dataset.from_dict({"text": ["hi there"], "id": [4]}), tokenizer, vocab)
+    text = text_only_dataset(Dataset.from_dict({"text": ["hi there"], "id": [4]}), tokenizer)
     assert text["input_ids"] == [[0, *tokenizer("hi there", add_special_tokens=False)["input_ids"], 1]]
     with pytest.raises(DataError, match="a text-only source needs a 'text' column"):
-        text_only_dataset(Dataset.from_dict({"story": ["x"]}), tokenizer, vocab)
+        text_only_dataset(Dataset.from_dict({"story": ["x"]}), tokenizer)
 
 
 def test_sources_are_read_by_their_columns_cut_to_the_context_and_mixed(tiny_text_lm_with_tokenizer, tmp_path):

@@ -212,7 +212,6 @@ def speech_only_dataset(
 def text_only_dataset(
     dataset,
     tokenizer,
-    vocab,
     *,
     text_column: str = "text",
     label: str = "dataset",
@@ -292,7 +291,7 @@ def load_interleaved_datasets(
                 part = speech_only_dataset(dataset.select_columns(["units"]), tokenizer, vocab, **common)
             elif kind == "text":
                 texts = dataset.select_columns([text_column])
-                part = text_only_dataset(texts, tokenizer, vocab, text_column=text_column, **common)
+                part = text_only_dataset(texts, tokenizer, text_column=text_column, **common)
             else:
                 raise DataError(
                     f"{label}: neither units (speech), units + duration + aligned_text (interleaved) nor a "
