@@ -20,7 +20,6 @@ def main() -> None:
     import dataclasses
 
     from slam_recipes.configs import INTERLEAVING_FIELDS, DataArguments, parse_recipe_args, resolved_recipe
-    from slam_recipes.errors import ConfigError
     from slam_recipes.training.arguments import PretrainConfig, PretrainModelArguments
 
     parsed = model_args, data_args, training_args = parse_recipe_args(
@@ -53,26 +52,14 @@ def main() -> None:
     # Data (prepared and cached before the time budget starts)
     data_options = dataclasses.asdict(data_args)
     pad_to_multiple_of = data_options.pop("pad_to_multiple_of")  # a collator option
-    interleaving = {name: data_options.pop(name) for name in INTERLEAVING_FIELDS}
-    if interleaving["interleaved"]:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
-        if training_args.benchmarks:
-            raise ConfigError("benchmarks score unit-only LMs: leave them out of an interleaved recipe")
-        if model_args.model_config_overrides or model_args.rope_theta is not None:
-            raise ConfigError("model_config_overrides and rope_theta are not applied to an interleaved model yet")
-        from slam_recipes.data.interleaving import build_interleaved_datasets
-        from slam_recipes.modeling.interleaved import build_interleaved_lm
+    for name in INTERLEAVING_FIELDS:
+        data_options.pop(name)
+    if data_args.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
+        from slam_recipes.training.interleaved import build_interleaved_pretraining
 
-        kwargs = model_args.build_kwargs()
-        loading = {key: kwargs.get(key) for key in ("dtype", "attn_implementation", "revision")}
-        model, tokenizer, vocab = build_interleaved_lm(model_args.model_name_or_path, model_args.num_units, **loading)
-        unit_options = ("units_column", "dedup", "add_bos_eos", "min_units", "max_units")
-        with training_args.main_process_first(desc="interleaved dataset preparation"):
-            train_dataset, eval_dataset = build_interleaved_datasets(
-                **{k: v for k, v in data_options.items() if k not in unit_options}, tokenizer=tokenizer, vocab=vocab,
-                frame_rate=interleaving["interleave_frame_rate"], mean_span=interleaving["interleave_mean_span"],
-                fraction=interleaving["interleave_fraction"], text_column=interleaving["text_column"],
-                seed=training_args.seed,
-            )  # fmt: skip
+        model, tokenizer, train_dataset, eval_dataset = build_interleaved_pretraining(
+            model_args, data_args, training_args
+        )
         benchmarks = {}
     else:
         with training_args.main_process_first(desc="unit dataset preparation"):

@@ -262,3 +262,24 @@ def test_the_pretraining_recipe_trains_an_interleaved_model_that_plain_transform
     vocab = InterleavedVocab.of(tokenizer, 20)
     assert (vocab.first_unit_id, vocab.speech_id, vocab.text_id) == (258, 278, 279)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == 280
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [({"benchmarks": ["sblimp=x.parquet"]}, "benchmarks score unit-only LMs"),
+     ({"rope_theta": 10000.0}, "rope_theta are not applied to an interleaved model yet")],
+)  # fmt: skip
+def test_options_an_interleaved_model_does_not_take_are_refused_before_loading(override, message):
+    from slam_recipes.configs import DataArguments, parse_recipe_args
+    from slam_recipes.training.arguments import PretrainConfig, PretrainModelArguments
+    from slam_recipes.training.interleaved import build_interleaved_pretraining
+
+    argv = ["--model_name_or_path", "no/such-model", "--dataset_name", "x.jsonl", "--interleaved", "true",
+            "--output_dir", "unused", "--use_cpu", "true"]  # fmt: skip
+    for key, value in override.items():
+        argv += [f"--{key}", *(value if isinstance(value, list) else [str(value)])]
+    model_args, data_args, training_args = parse_recipe_args(
+        (PretrainModelArguments, DataArguments, PretrainConfig), argv
+    )
+    with pytest.raises(ConfigError, match=message):
+        build_interleaved_pretraining(model_args, data_args, training_args)

@@ -279,12 +279,12 @@ def tokenize_rows(
                 entry = {"file": file, "error": f"{file}: no speech found by the voice-activity detector"}
         else:
             segments = [Segment(0, r.num_samples, 0.0, r.num_samples / SAMPLE_RATE) for r in readers.values()]
-        # The file as its one segment: its alignment needs no cutting.
-        whole = [Segment(0, readers[audio_columns[0]].num_samples, 0.0, segments[0].end)] if segments else []
+        length = readers[audio_columns[0]].num_samples
+        uncut = [Segment(0, length, 0.0, length / SAMPLE_RATE)]  # what a segmenter gives a file it does not cut
         if (
             entry is None
             and segmenter is not None
-            and segments != whole
+            and segments != uncut
             and isinstance(row.get(ALIGNMENT_COLUMN), list)
         ):
             file = _row_file(row, audio_columns)
