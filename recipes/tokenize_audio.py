@@ -24,7 +24,7 @@ def main() -> None:
     import os
 
     from slam_recipes.configs import TokenizeArguments, parse_recipe_args
-    from slam_recipes.errors import ConfigError, DataError
+    from slam_recipes.errors import ConfigError
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,))  # before the heavy imports: --help answers at once
@@ -35,7 +35,6 @@ def main() -> None:
     from slam_recipes.audio.kmeans import load_centroids
     from slam_recipes.audio.tokenizer import (
         CONFIG_FILE,
-        SHARD_FILE,
         build_audio_tokenizer,
         build_segmenter,
         check_run_settings,
@@ -91,13 +90,7 @@ def main() -> None:
     )
     state.wait_for_everyone()
     if state.is_main_process:
-        skipped = write_report(args.output_dir)
-        shards = os.path.join(args.output_dir, os.path.dirname(SHARD_FILE))
-        if not (os.path.isdir(shards) and os.listdir(shards)):
-            raise DataError(
-                f"{args.dataset_name}: no units written, every file was skipped ({len(skipped)} listed in "
-                f"{os.path.join(args.output_dir, 'tokenize_report.jsonl')})"
-            )
+        skipped = write_report(args.output_dir, args.dataset_name)
         print(f"Units dataset: {args.output_dir} ({len(skipped)} files skipped, listed in tokenize_report.jsonl)")
 
 

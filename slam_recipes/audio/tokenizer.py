@@ -534,16 +534,21 @@ def tokenize_audio(
     return summary
 
 
-def write_report(output_dir: str) -> list[dict]:
-    """Gather every shard's skipped files into `tokenize_report.jsonl` (run once, after all processes are done)."""
+def write_report(output_dir: str, source: str = "source") -> list[dict]:
+    """Gather every shard's skipped files into `tokenize_report.jsonl` (run once, after all processes are done) and
+    return them. Raises DataError naming `source` when no shard holds a row: every file was skipped."""
     folder = os.path.join(output_dir, os.path.dirname(DONE_FILE))
     skipped = []
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name.endswith(".json"):
             with open(os.path.join(folder, name)) as f:
                 skipped += json.load(f)["skipped"]
-    with atomic_write(os.path.join(output_dir, REPORT_FILE)) as f:
+    report = os.path.join(output_dir, REPORT_FILE)
+    with atomic_write(report) as f:
         f.writelines(json.dumps(item) + "\n" for item in skipped)
+    shards = os.path.join(output_dir, os.path.dirname(SHARD_FILE))
+    if not (os.path.isdir(shards) and os.listdir(shards)):
+        raise DataError(f"{source}: no units written, every file was skipped ({len(skipped)} listed in {report})")
     return skipped
 
 
