@@ -5,7 +5,7 @@ CONFIG ?= recipes/demo/pretrain.yaml
 ACCELERATE_CONFIG ?=
 ARGS ?=
 
-.PHONY: install test test-all lint format demo demo-corpus pretrain dpo eval bench clean
+.PHONY: install test test-all lint format demo demo-sims demo-corpus pretrain dpo eval bench clean
 
 install: .installed
 
@@ -37,6 +37,11 @@ format: install
 # ending with a results table and a loss / learning-rate plot in outputs/demo.
 demo: install
 	$(PYTHON) recipes/demo.py $(ARGS)
+
+# Interleaved speech-text training (SIMS) on the same corpus: pretrain → speech-only and cross-modal evaluation, with
+# a results table in outputs/demo-sims.
+demo-sims: install
+	$(PYTHON) recipes/demo_sims.py $(ARGS)
 
 # Rebuild the spoken demo corpus (espeak-ng, from the tts extra that `make install` includes) and compare it with the
 # committed one.

@@ -17,7 +17,6 @@ its own process. Output in output_dir: pretrain/ and dpo/ (models), results.md, 
 """
 
 import os
-import sys
 
 from slam_recipes.errors import run_entry_point
 
@@ -25,24 +24,9 @@ RECIPES = os.path.dirname(os.path.abspath(__file__))
 TARGETS = {"tsc": 90.0, "sblimp": 75.0, "swuggy": 75.0}  # on held-out voices; chance is 50
 
 
-def run_stage(name: str, script: str, *args: str) -> float:
-    """Run one recipe as a subprocess; its failure ends the demo with its exit code. Returns seconds taken."""
-    import subprocess
-    import time
-
-    command = [sys.executable, os.path.join(RECIPES, script), *args]
-    print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
-    start = time.perf_counter()
-    code = subprocess.run(command).returncode
-    if code:
-        print(f"error: demo stage '{name}' failed with exit code {code}", file=sys.stderr)
-        sys.exit(code)
-    return time.perf_counter() - start
-
-
 def main() -> None:
     from slam_recipes.configs import DemoArguments, parse_recipe_args
-    from slam_recipes.demo.report import write_demo_report
+    from slam_recipes.demo.report import run_stage, write_demo_report
 
     (args,) = parse_recipe_args((DemoArguments,))
     pretrained, tuned = os.path.join(args.output_dir, "pretrain"), os.path.join(args.output_dir, "dpo")
@@ -52,20 +36,21 @@ def main() -> None:
     dpo_steps += ["--time_budget", args.dpo_time_budget] if args.dpo_time_budget else []
     seed = ["--seed", str(args.seed)] if args.seed is not None else []
     again = ["--overwrite_output_dir", "true"]  # `make demo` replaces the previous demo run
+    pretrain, evaluate, dpo = (os.path.join(RECIPES, name) for name in ("pretrain.py", "evaluate.py", "dpo.py"))
     seconds = {
         "pretrain": run_stage(
-            "pretrain", "pretrain.py", "--config", args.pretrain_config, "--output_dir", pretrained, *pretrain_steps,
+            "pretrain", pretrain, "--config", args.pretrain_config, "--output_dir", pretrained, *pretrain_steps,
             *seed, *again,
         ),
         "evaluate (before DPO)": run_stage(
-            "evaluate before DPO", "evaluate.py", "--config", args.eval_config, "--model_name_or_path", pretrained
+            "evaluate before DPO", evaluate, "--config", args.eval_config, "--model_name_or_path", pretrained
         ),
         "dpo": run_stage(
-            "DPO", "dpo.py", "--config", args.dpo_config, "--model_name_or_path", pretrained, "--output_dir", tuned,
+            "DPO", dpo, "--config", args.dpo_config, "--model_name_or_path", pretrained, "--output_dir", tuned,
             *dpo_steps, *seed, *again,
         ),
         "evaluate (after DPO)": run_stage(
-            "evaluate after DPO", "evaluate.py", "--config", args.eval_config, "--model_name_or_path", tuned
+            "evaluate after DPO", evaluate, "--config", args.eval_config, "--model_name_or_path", tuned
         ),
     }  # fmt: skip
 

@@ -13,9 +13,15 @@ Usage:
     # the generative metrics (Table 3): GenPPL and auto-BLEU of continuations of 3 s sStoryCloze prompts
     python recipes/evaluate.py --config recipes/slam/eval_generative.yaml --model_name_or_path outputs/slam-dpo
 
+    # an interleaved speech-text model (SIMS): the speech-only benchmarks and cross-modal tSC (S→S, S→T, T→S, T→T)
+    python recipes/evaluate.py --config recipes/demo_sims/eval.yaml
+
 Benchmarks are pair datasets of units; `recipes/convert_benchmark.py` makes them from the published layouts.
-Results: a markdown table on stdout, and likelihood_eval.json / likelihood_eval.md in `output_dir` (default: the
-model folder; outputs/eval/<name> for a Hub id). The generative metrics write generative_eval.json / .md there, and
+An interleaved model (its tokenizer has the units and <speech> / <text>: recipes/pretrain.py with `interleaved`) is
+recognised by its tokenizer: its speech-only samples are framed as its speech-only training rows, and
+`cross_modal_benchmarks` score each direction (slam_recipes/evaluation/cross_modal.py). Results: a markdown table on
+stdout, and likelihood_eval.json / likelihood_eval.md in `output_dir` (default: the model folder; outputs/eval/<name>
+for a Hub id). The generative metrics write generative_eval.json / .md there, and
 the continuations (units, audio, transcripts) with an index.html for listening in <output_dir>/generative_eval/.
 """
 
@@ -35,10 +41,17 @@ def main() -> None:
     import transformers
 
     from slam_recipes.audio.vocoder import load_vocoder
+    from slam_recipes.configs import parse_benchmark_specs
+    from slam_recipes.errors import ConfigError
+    from slam_recipes.evaluation.cross_modal import (
+        evaluate_cross_modal,
+        load_cross_modal_benchmark,
+        speech_pairs_for_interleaved,
+    )
     from slam_recipes.evaluation.generation import check_vocoder
     from slam_recipes.evaluation.generative import evaluate_generation, load_asr, load_text_lm
     from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks, results_markdown, write_results
-    from slam_recipes.modeling.unit_lm import load_speech_lm
+    from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
 
     output_dir = args.output_dir or (
         args.model_name_or_path
@@ -48,6 +61,15 @@ def main() -> None:
 
     # Data: every benchmark loaded and checked against the vocabulary before the model runs
     benchmarks = load_benchmarks(args.benchmarks, args.num_units, max_pairs=args.max_pairs) if args.benchmarks else {}
+    cross_modal = {
+        name: load_cross_modal_benchmark(name, path, args.num_units, max_pairs=args.max_pairs)
+        for name, path in parse_benchmark_specs(args.cross_modal_benchmarks).items()
+    }
+    interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
+    if cross_modal:
+        require_interleaved(interleaved, args.model_name_or_path, args.num_units, "cross_modal_benchmarks")
+    if args.prompts and interleaved is not None:
+        raise ConfigError("the generative metrics (prompts) score speech-only models; this model is interleaved")
     if args.prompts:  # the generative metrics' models, loaded first so a wrong name costs seconds
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=device)
@@ -58,7 +80,13 @@ def main() -> None:
         }
 
     # Model
-    model = load_speech_lm(args.model_name_or_path, args.num_units, **args.load_kwargs())
+    model = load_inference_lm(args.model_name_or_path, args.num_units, interleaved, **args.load_kwargs())
+    if interleaved is not None:
+        tokenizer, vocab = interleaved
+        benchmarks = {
+            name: speech_pairs_for_interleaved(b, vocab, tokenizer.bos_token_id, tokenizer.eos_token_id)
+            for name, b in benchmarks.items()
+        }
 
     # Evaluation
     results = {}
@@ -72,13 +100,27 @@ def main() -> None:
             f"{r['pairs_per_second']} pairs/s)",
             flush=True,
         )
+    for name, benchmark in cross_modal.items():
+        for direction, r in evaluate_cross_modal(
+            model, tokenizer, vocab, benchmark, args.cross_modal_directions, mean_nll=args.mean_nll,
+            max_tokens_per_batch=args.benchmark_tokens_per_batch,
+        ).items():  # fmt: skip
+            results[f"{name}_{direction.lower()}"] = r
+            print(f"{name} {r['direction']}: {r['score']:.2f} over {r['num_pairs']} pairs", flush=True)
     metadata = {
         "model": args.model_name_or_path,
+        "interleaved": interleaved is not None,
         "revision": args.model_revision,
         "dtype": str(model.dtype).removeprefix("torch."),
         "device": str(model.device),
         "mean_nll": args.mean_nll,
-        "scoring": "log-likelihood of <S> units <S> over every token after the first <S>, padding excluded; "
+        "scoring": (
+            "speech-only: log-likelihood of <S> units <S> over every token after the first <S>"
+            if interleaved is None
+            else "speech-only: log-likelihood of [BOS] units [EOS] (the text tokenizer's) over every token after the "
+            "first; cross-modal: of the ending's tokens only, given BOS, markers and prompt"
+        )
+        + "; padding excluded; "
         + ("mean per token" if args.mean_nll else "summed"),
         "pair_score": "1 if positive > negative, 0.5 on a tie, else 0; reported x100",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),

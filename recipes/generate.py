@@ -10,6 +10,11 @@ Usage:
     # CPU, seconds, after `make pretrain`: the demo model continues the demo tSC story starts
     python recipes/generate.py --model_name_or_path outputs/demo-pretrain --prompts data/demo/eval/tsc.parquet --num_prompts 8 --output_dir outputs/demo-generate
 
+    # an interleaved (SIMS) model, across modalities: the demo tSC story starts spoken, continued in text (S2T), and
+    # written, continued in units (T2S)
+    python recipes/generate.py --model_name_or_path outputs/demo-sims/pretrain --prompts data/demo/eval/tsc_cross.parquet --prompts_column prompt --prompt_seconds null --cross_modal_direction S2T --num_prompts 8 --output_dir outputs/demo-sims-generate
+    python recipes/generate.py --model_name_or_path outputs/demo-sims/pretrain --prompts data/demo/eval/tsc_cross.parquet --prompts_column prompt_text --cross_modal_direction T2S --num_prompts 8 --output_dir outputs/demo-sims-generate-t2s
+
 Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos; load it with
 `datasets.load_dataset("json", ...)`), and with a vocoder audio/<id>.wav (prompt + continuation),
 audio/<id>_prompt.wav and index.html for listening.
@@ -30,6 +35,7 @@ def main() -> None:
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
     from slam_recipes.audio.vocoder import load_vocoder
+    from slam_recipes.evaluation.cross_modal import continue_across_modalities
     from slam_recipes.evaluation.generation import (
         GENERATIONS_FILE,
         check_vocoder,
@@ -38,13 +44,18 @@ def main() -> None:
     )
     from slam_recipes.evaluation.prompts import prompts_from_args
     from slam_recipes.files import atomic_write
-    from slam_recipes.modeling.unit_lm import load_speech_lm
+    from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
+
+    interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
+    if args.cross_modal_direction:
+        require_interleaved(interleaved, args.model_name_or_path, args.num_units, "cross_modal_direction")
+    direction = args.cross_modal_direction or "S2S"
 
     # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
     vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None
     if vocoder is not None:
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
-    model = load_speech_lm(args.model_name_or_path, args.num_units, **args.load_kwargs())
+    model = load_inference_lm(args.model_name_or_path, args.num_units, interleaved, **args.load_kwargs())
 
     # Prompts
     prompts, how = prompts_from_args(args, str(model.device))
@@ -52,17 +63,22 @@ def main() -> None:
 
     # Generation (+ audio)
     start = time.perf_counter()
-    records, _ = continue_prompts(model, prompts, args, args.output_dir, vocoder)
+    if interleaved is None:
+        records, _ = continue_prompts(model, prompts, args, args.output_dir, vocoder)
+    else:
+        records = continue_across_modalities(model, *interleaved, prompts, direction, args, args.output_dir, vocoder)
     seconds = time.perf_counter() - start
     new_units = sum(len(r["continuation"]) for r in records)
+    settings = {"model": args.model_name_or_path, "prompts": how, **args.sampling(), "seed": args.seed}
+    if interleaved is not None:
+        settings["cross_modal_direction"] = direction
     with atomic_write(os.path.join(args.output_dir, "generation_config.json")) as f:
-        json.dump(
-            {"model": args.model_name_or_path, "prompts": how, **args.sampling(), "seed": args.seed}, f, indent=2
-        )
+        json.dump(settings, f, indent=2)
     if vocoder is not None:
         write_listening_page(os.path.join(args.output_dir, "index.html"), records, f"{args.model_name_or_path}")
+    unit = "units" if direction.endswith("S") else "characters"
     print(
-        f"{len(records)} continuations, {new_units} new units ({new_units / max(seconds, 1e-9):.1f} units/s), "
+        f"{len(records)} continuations, {new_units} new {unit} ({new_units / max(seconds, 1e-9):.1f} {unit}/s), "
         f"{sum(r['stopped_at_eos'] for r in records)} stopped at EOS; written to "
         f"{os.path.join(args.output_dir, GENERATIONS_FILE)}" + (" and audio/" if vocoder is not None else "")
     )

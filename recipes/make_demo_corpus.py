@@ -6,7 +6,7 @@ The corpus is committed in data/demo, so nothing needs espeak-ng at run time; re
     pip install -e ".[tts]"        # espeak-ng (GPL-3.0-or-later), bundled by the espeakng-loader wheel
 
 Usage:
-    python recipes/make_demo_corpus.py --output_dir data/demo --overwrite_output_dir true   # rebuild (≈ 3 min, 2 cores)
+    python recipes/make_demo_corpus.py --output_dir data/demo --overwrite_output_dir true   # rebuild (≈ 7 min, 2 AVX2 cores)
     python recipes/make_demo_corpus.py --verify data/demo        # rebuild in a temporary folder and compare
     python recipes/make_demo_corpus.py --verify data/demo --only eval/swuggy --max_rows 64 --kmeans_path data/demo/kmeans.safetensors
 """

@@ -57,10 +57,9 @@ def main() -> None:
     if data_args.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
         from slam_recipes.training.interleaved import build_interleaved_pretraining
 
-        model, tokenizer, train_dataset, eval_dataset = build_interleaved_pretraining(
+        model, tokenizer, train_dataset, eval_dataset, benchmarks = build_interleaved_pretraining(
             model_args, data_args, training_args
         )
-        benchmarks = {}
     else:
         with training_args.main_process_first(desc="unit dataset preparation"):
             train_dataset, eval_dataset = build_pretraining_datasets(

@@ -32,6 +32,16 @@ AUTO_BLEU_TOKENIZER_HELP = (
 )
 
 
+CROSS_MODAL_DIRECTIONS = ("S2S", "S2T", "T2S", "T2T")  # prompt 2 ending: S speech, T text (evaluation.cross_modal)
+
+
+def check_cross_modal_directions(directions: Sequence[str], name: str = "cross_modal_directions") -> None:
+    """A ConfigError naming the option for an empty list or a direction not in CROSS_MODAL_DIRECTIONS."""
+    unknown = [d for d in directions if d not in CROSS_MODAL_DIRECTIONS]
+    if unknown or not directions:
+        raise ConfigError(f"{name}: {unknown or 'none given'}; choose from {list(CROSS_MODAL_DIRECTIONS)}")
+
+
 def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
     """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder."""
     named: dict[str, str] = {}
@@ -443,9 +453,20 @@ class GenerationArguments(UnitTokenizerArguments):
 class GenerateArguments(GenerationArguments, SpeechLMArguments):
     """recipes/generate.py: continue prompts, write the units and (with a vocoder) the audio."""
 
+    cross_modal_direction: str | None = field(
+        default=None,
+        metadata={
+            "help": "Interleaved models: prompt 2 continuation modality, S = speech, T = text: S2S (the default), "
+            "S2T (a spoken prompt continued in text), T2S (text continued in units), T2T. T2* read the prompt from "
+            "a text column (prompts_column)."
+        },
+    )
+
     def __post_init__(self):
         self.check_model()
         self.check_generation()
+        if self.cross_modal_direction is not None:
+            check_cross_modal_directions([self.cross_modal_direction], "cross_modal_direction")
         if not self.prompts:
             raise ConfigError("prompts is required (a folder of audio files, an audio dataset or a units dataset)")
         if not self.output_dir:
@@ -470,14 +491,40 @@ class GenPPLArguments:
 
 
 @dataclass
-class EvalArguments(GenPPLArguments, GenerationArguments, BenchmarkArguments, SpeechLMArguments):
-    """The evaluation recipe: pairwise likelihood benchmarks and/or the generative metrics (GenPPL, auto-BLEU)."""
+class CrossModalArguments:
+    """Cross-modal StoryCloze for interleaved speech–text models (SIMS Table 3: S→S, S→T, T→S, T→T)."""
+
+    cross_modal_benchmarks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "Cross-modal pair datasets as name=path: `prompt`, `positive`, `negative` units, each with its "
+            "`<column>_text`. Needs an interleaved model (its tokenizer has the units and <speech> / <text>)."
+        },
+    )
+    cross_modal_directions: list[str] = field(
+        default_factory=lambda: list(CROSS_MODAL_DIRECTIONS),
+        metadata={"help": "Prompt modality 2 ending modality, S = speech, T = text: any of S2S, S2T, T2S, T2T."},
+    )
+
+    def check_cross_modal(self) -> None:
+        parse_benchmark_specs(self.cross_modal_benchmarks)
+        check_cross_modal_directions(self.cross_modal_directions)
+
+
+@dataclass
+class EvalArguments(GenPPLArguments, GenerationArguments, CrossModalArguments, BenchmarkArguments, SpeechLMArguments):
+    """The evaluation recipe: pairwise likelihood benchmarks (speech-only, and cross-modal for interleaved models)
+    and/or the generative metrics (GenPPL, auto-BLEU)."""
 
     def __post_init__(self):
         self.check_model()
-        if not self.benchmarks and not self.prompts:
+        if not self.benchmarks and not self.cross_modal_benchmarks and not self.prompts:
             raise ConfigError("benchmarks is empty and no prompts are given: nothing to evaluate")
         self.check_benchmarks()
+        self.check_cross_modal()
+        names = set(parse_benchmark_specs(self.benchmarks)) & set(parse_benchmark_specs(self.cross_modal_benchmarks))
+        if names:
+            raise ConfigError(f"benchmarks and cross_modal_benchmarks share the name(s) {sorted(names)}")
         if self.prompts:
             self.check_generation()
             if not self.vocoder_path:
@@ -823,6 +870,31 @@ class DemoArguments:
         for name in ("pretrain_max_steps", "dpo_max_steps"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass
+class SimsDemoArguments:
+    """recipes/demo_sims.py: interleaved (SIMS) pretraining → speech-only and cross-modal evaluation on the demo
+    corpus."""
+
+    output_dir: str = field(default="outputs/demo-sims", metadata={"help": "Model, results and plot go here."})
+    pretrain_config: str = field(default="recipes/demo-sims/pretrain.yaml", metadata={"help": "Pretraining recipe."})
+    eval_config: str = field(default="recipes/demo-sims/eval.yaml", metadata={"help": "Evaluation recipe."})
+    pretrain_time_budget: str | None = field(
+        default=None, metadata={"help": "Override the pretraining time_budget (e.g. 00:10:00 on a slower machine)."}
+    )
+    pretrain_max_steps: int | None = field(
+        default=None,
+        metadata={"help": "Stop pretraining after this many steps (quick checks; the budget still caps)."},
+    )
+    seed: int | None = field(default=None, metadata={"help": "Override the training seed."})
+
+    def __post_init__(self):
+        for name in ("pretrain_config", "eval_config"):
+            if not os.path.isfile(getattr(self, name)):
+                raise ConfigError(f"{name}: no such recipe file {getattr(self, name)!r}")
+        if self.pretrain_max_steps is not None and self.pretrain_max_steps < 1:
+            raise ConfigError(f"pretrain_max_steps must be at least 1, got {self.pretrain_max_steps}")
 
 
 @dataclass

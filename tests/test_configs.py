@@ -1,3 +1,4 @@
+import dataclasses
 import glob
 import os
 
@@ -30,7 +31,7 @@ def parse_dpo(*argv):
 def test_every_recipe_yaml_is_checked():
     every = sorted(glob.glob(os.path.join(REPO, "recipes", "**", "*.yaml"), recursive=True))
     assert every == sorted(PRETRAIN_RECIPES + DPO_RECIPES + EVAL_RECIPES + GENERATIVE_RECIPES + TOKENIZE_RECIPES)
-    assert {os.path.basename(os.path.dirname(p)) for p in EVAL_RECIPES} == {"slam", "demo"}
+    assert {os.path.basename(os.path.dirname(p)) for p in EVAL_RECIPES} == {"slam", "demo", "demo-sims"}
     assert {os.path.basename(os.path.dirname(p)) for p in DPO_RECIPES} == {"slam", "slam_scaled", "demo"}
     assert {os.path.basename(os.path.dirname(p)) for p in PRETRAIN_RECIPES} >= {
         "slam",
@@ -45,8 +46,10 @@ def test_every_recipe_yaml_is_checked():
 @pytest.mark.parametrize("path", PRETRAIN_RECIPES, ids=lambda p: os.path.relpath(p, REPO))
 def test_recipe_parses(path):
     model_args, data_args, training_args = parse("--config", path)
-    assert model_args.model_name_or_path and data_args.dataset_name
-    if data_args.interleaved:  # SIMS trains one epoch over its tokens (slamkit), not to a time budget
+    assert model_args.model_name_or_path and (data_args.dataset_name or data_args.datasets)
+    if (
+        data_args.interleaved and "demo" not in path
+    ):  # SIMS trains one epoch over its tokens (slamkit), not to a budget
         assert training_args.num_train_epochs == 1 and training_args.time_budget_seconds is None
     else:
         assert training_args.time_budget_seconds > 0
@@ -54,7 +57,7 @@ def test_recipe_parses(path):
 
 def test_sims_recipes_have_slamkits_values():
     """recipes/sims: slamkit's train_inter_scale.yaml, scaling_interleaving.yaml and interleaved_hubert_25.yaml,
-    value for value; the 7B child changes only the base LM and the output folder."""
+    value for value; the Qwen2.5-7B and Llama-3.2-3B children change only the base LM and the output folder."""
     model_args, data_args, training_args = parse("--config", os.path.join(REPO, "recipes", "sims", "pretrain.yaml"))
     assert (data_args.context_length, data_args.packing, data_args.interleave_mean_span) == (2048, "padding_free", 10)
     assert data_args.interleave_fraction == 0.3 and data_args.dataset_ratios == [
@@ -66,9 +69,12 @@ def test_sims_recipes_have_slamkits_values():
     assert training_args.lr_scheduler_kwargs == {"min_lr_rate": pytest.approx(5e-5 / 5e-4)}
     assert (training_args.warmup_steps, training_args.max_grad_norm, training_args.weight_decay) == (0.01, 0.5, 0.0)
     assert (training_args.per_device_train_batch_size, training_args.gradient_accumulation_steps) == (8, 1)
-    big, big_data, big_training = parse("--config", os.path.join(REPO, "recipes", "sims-7b", "pretrain.yaml"))
-    assert big.model_name_or_path == "Qwen/Qwen2.5-7B" and big_data == data_args
-    assert big_training.learning_rate == training_args.learning_rate
+    for child, base in (("sims-7b", "Qwen/Qwen2.5-7B"), ("sims-llama3.2-3b", "meta-llama/Llama-3.2-3B")):
+        big, big_data, big_training = parse("--config", os.path.join(REPO, "recipes", child, "pretrain.yaml"))
+        assert big.model_name_or_path == base and big_data == data_args
+        assert big_training.output_dir == f"outputs/{child}-pretrain"
+        fields = [f.name for f in dataclasses.fields(training_args) if "dir" not in f.name]  # output_dir, logging_dir
+        assert [getattr(big_training, f) for f in fields] == [getattr(training_args, f) for f in fields]
 
 
 @pytest.mark.parametrize("path", DPO_RECIPES, ids=lambda p: os.path.relpath(p, REPO))

@@ -225,7 +225,8 @@ def test_the_pretraining_recipe_trains_an_interleaved_model_that_plain_transform
 ):
     """recipes/pretrain.py with `interleaved: true` on a text LM and three sources (interleaved stories, speech-only
     units, text): it trains a few steps with a falling loss and saves a model + tokenizer that plain transformers
-    loads, with the unit and marker tokens."""
+    loads, with the unit and marker tokens; a speech-only benchmark given to it is scored at evaluation as the
+    reference scorer scores the saved model on pairs framed BOS units EOS."""
     import json
     import os
 
@@ -243,30 +244,45 @@ def test_the_pretraining_recipe_trains_an_interleaved_model_that_plain_transform
     sources = [write_jsonl(tmp_path / "stories.jsonl", stories),
                write_jsonl(tmp_path / "speech.jsonl", [{"units": [1, 2, 3, 4] * 5}] * 30),
                write_jsonl(tmp_path / "text.jsonl", [{"text": "w0 w1 w2 w3 w4 " * 4}] * 30)]  # fmt: skip
+    pairs = [
+        {"positive": rng.integers(0, 20, 9).tolist(), "negative": rng.integers(0, 20, 8).tolist()} for _ in range(6)
+    ]
+    benchmark = write_jsonl(tmp_path / "pairs.jsonl", pairs)
     recipe = {
         "model_name_or_path": tiny_text_lm_with_tokenizer, "num_units": 20, "interleaved": True,
         "dataset_name": sources, "dataset_ratios": [0.54, 0.25, 0.2], "context_length": 64, "packing": "padding_free",
         "attn_implementation": "sdpa", "output_dir": str(tmp_path / "run"), "max_steps": 12,
         "per_device_train_batch_size": 4, "learning_rate": 5e-3, "logging_steps": 4, "save_strategy": "no",
         "use_cpu": True, "report_to": "none", "bf16": False, "dataloader_num_workers": 0, "seed": 0,
+        "benchmarks": [f"pairs={benchmark}"], "validation_fraction": 0.1, "eval_strategy": "steps", "eval_steps": 12,
     }  # fmt: skip
     with open(tmp_path / "sims.yaml", "w") as f:
         yaml.safe_dump(recipe, f)
     result = run_recipe(os.path.join(REPO, "recipes", "pretrain.py"), "--config", str(tmp_path / "sims.yaml"))
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "run" / "trainer_state.json") as f:
-        losses = [h["loss"] for h in json.load(f)["log_history"] if "loss" in h]
+        history = json.load(f)["log_history"]
+    losses = [h["loss"] for h in history if "loss" in h]
     assert len(losses) == 3 and losses[-1] < losses[0]
     model = AutoModelForCausalLM.from_pretrained(tmp_path / "run")
     tokenizer = AutoTokenizer.from_pretrained(tmp_path / "run")
     vocab = InterleavedVocab.of(tokenizer, 20)
     assert (vocab.first_unit_id, vocab.speech_id, vocab.text_id) == (258, 278, 279)
     assert model.get_input_embeddings().weight.shape[0] == len(tokenizer) == 280
+    from conftest import reference_pair_score
+
+    from slam_recipes.evaluation.likelihood import PairBenchmark
+
+    framed = PairBenchmark("pairs", benchmark, *(
+        [np.array([0, *(258 + np.array(p[side])), 1]) for p in pairs] for side in ("positive", "negative")
+    ))  # fmt: skip
+    (logged,) = [h["eval_pairs"] for h in history if "eval_pairs" in h]
+    assert logged == pytest.approx(reference_pair_score(model.eval(), framed), abs=0.01)
 
 
 @pytest.mark.parametrize(
     "override, message",
-    [({"benchmarks": ["sblimp=x.parquet"]}, "benchmarks score unit-only LMs"),
+    [({"model_config_overrides": '{"num_hidden_layers": 1}'}, "model_config_overrides and rope_theta are not"),
      ({"rope_theta": 10000.0}, "rope_theta are not applied to an interleaved model yet")],
 )  # fmt: skip
 def test_options_an_interleaved_model_does_not_take_are_refused_before_loading(override, message):

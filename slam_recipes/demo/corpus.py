@@ -5,12 +5,13 @@ What `recipes/make_demo_corpus.py` writes (the embedded default data of `recipes
 
 | folder | rows | voices |
 |---|---|---|
-| `pretrain/{train,validation}.parquet` | `units` of a story's title, then of the whole story; `units_text`, `topic`, `voice` | training voices |
+| `pretrain/{train,validation}.parquet` | `units` of a story's title, then of the whole story; `units_text`, `topic`, `voice`; the units' run lengths `duration` (frames) and the words' times `aligned_text` (espeak-ng's word events), for interleaved training | training voices |
 | `dpo/{train,validation}.parquet` | `prompt` (first sentence), `chosen` (the rest of the story), `rejected` (the rest of another story), with their texts | training voices |
 | `eval/swuggy.parquet` | a word against a pronounceable non-word, by `voice`, with the word's `frequency` in the training stories | held-out voices |
 | `eval/sblimp.parquet` | a sentence against the same sentence breaking one rule (`type`) | held-out voices |
 | `eval/ssc.parquet` | a story against the same story whose ending is about a same-topic entity it never mentioned | held-out voices |
 | `eval/tsc.parquet` | a story against the same story ending with a sentence from another topic | held-out voices |
+| `eval/tsc_cross.parquet` | tSC-like items for cross-modal scoring: the `prompt` (all but the last sentence), the `positive` and `negative` endings, each spoken alone, with their texts | held-out voices |
 | `kmeans.safetensors` | the 500 MFCC centroids | |
 | `corpus.json` | seed, sizes, voices, TTS version and a digest of every dataset | |
 
@@ -53,10 +54,12 @@ EVAL_VOICES = (  # combinations never heard in training
 )
 MFCC_FRAME_RATE = 25  # frames per second before dedup, as mHuBERT-25Hz
 BENCHMARKS = ("swuggy", "sblimp", "ssc", "tsc")
+CROSS_MODAL_BENCHMARKS = ("tsc_cross",)  # prompt and endings spoken apart, with their texts (interleaved models)
 DATASETS = (
     "pretrain/train", "pretrain/validation", "dpo/train", "dpo/validation",
-    *(f"eval/{name}" for name in BENCHMARKS),
+    *(f"eval/{name}" for name in BENCHMARKS + CROSS_MODAL_BENCHMARKS),
 )  # fmt: skip
+ALIGNED_DATASETS = ("pretrain/train", "pretrain/validation")  # with run lengths and word alignments (interleaving)
 KMEANS_FILE = "kmeans.safetensors"
 MANIFEST_FILE = "corpus.json"
 CHUNK_ROWS = 32  # rows spoken by one fresh espeak-ng process: the unit of reproducibility
@@ -151,7 +154,7 @@ def _benchmark_texts(rng, sizes: CorpusSizes, used: set[str], counts: dict[str, 
                                "positive_text": sentence.text + ".", "negative_text": " ".join(bad) + "."})  # fmt: skip
 
     items = _unique_stories(2 * sizes.story_items, rng, used)
-    ssc, tsc = [], []
+    ssc, tsc, tsc_cross = [], [], []
     for i in range(sizes.story_items):
         item, other = items[2 * i], items[2 * i + 1]  # consecutive stories are on different topics
         start = " ".join(s.text + "." for s in item.sentences[:-1])
@@ -160,7 +163,16 @@ def _benchmark_texts(rng, sizes: CorpusSizes, used: set[str], counts: dict[str, 
             common = {"id": str(i), "voice": voice, "positive_text": item.text}
             ssc.append({**common, "negative_text": f"{start} {wrong.text}."})
             tsc.append({**common, "negative_text": f"{start} {other.sentences[-1].text}.", "topic": item.topic})
-    return {"eval/swuggy": swuggy, "eval/sblimp": sblimp, "eval/ssc": ssc, "eval/tsc": tsc}
+            tsc_cross.append({"id": str(i), "voice": voice, "topic": item.topic, "prompt_text": start,
+                              "positive_text": item.sentences[-1].text + ".",
+                              "negative_text": other.sentences[-1].text + "."})  # fmt: skip
+    return {
+        "eval/swuggy": swuggy,
+        "eval/sblimp": sblimp,
+        "eval/ssc": ssc,
+        "eval/tsc": tsc,
+        "eval/tsc_cross": tsc_cross,
+    }
 
 
 def audio_columns(rows: list[dict]) -> list[str]:
@@ -170,15 +182,16 @@ def audio_columns(rows: list[dict]) -> list[str]:
 # ---------------------------------------------------------------------------------------------------------------------
 # Speech → units
 # ---------------------------------------------------------------------------------------------------------------------
-def speak_rows(rows: list[dict], columns: list[str], num_workers: int = 2) -> list[dict]:
-    """Rows with an in-memory audio dict per audio column (`{"array", "sampling_rate"}`, what `read_audio` takes).
-    Chunks of CHUNK_ROWS rows are spoken by fresh espeak-ng processes."""
+def speak_rows(rows: list[dict], columns: list[str], num_workers: int = 2, aligned: bool = False) -> list[dict]:
+    """Rows with an in-memory audio dict per audio column (`{"array", "sampling_rate"}`, what `read_audio` takes),
+    and with `aligned` (one audio column) its words' times as `aligned_text` (`tts.word_alignment`). Chunks of
+    CHUNK_ROWS rows are spoken by fresh espeak-ng processes."""
     voices = {v.name: v for v in TRAIN_VOICES + EVAL_VOICES}
     items = [(row[f"{c}_text"], voices[row["voice"]]) for row in rows for c in columns]
-    rate, waves = speak(items, chunk_size=CHUNK_ROWS * len(columns), num_workers=num_workers)
+    rate, waves, words = speak(items, chunk_size=CHUNK_ROWS * len(columns), num_workers=num_workers)
     out, k = [], 0
     for row in rows:
-        audio = {}
+        audio = {"aligned_text": words[k]} if aligned else {}
         for c in columns:
             audio[c] = {"array": waves[k].astype(np.float32) / 32768.0, "sampling_rate": rate}
             k += 1
@@ -243,10 +256,13 @@ def build_demo_corpus(
             continue
         rows = rows[:max_rows] if max_rows else rows
         columns = audio_columns(rows)
+        aligned = name in ALIGNED_DATASETS
         out, seconds = [], 0.0
         for block in range(0, len(rows), block_rows):
-            spoken = speak_rows(rows[block : block + block_rows], columns, num_workers)
-            tokenized, skipped, audio_seconds = tokenize_rows(spoken, columns, extractor, assigner, dedup=True)
+            spoken = speak_rows(rows[block : block + block_rows], columns, num_workers, aligned=aligned)
+            tokenized, skipped, audio_seconds = tokenize_rows(
+                spoken, columns, extractor, assigner, dedup=True, keep_durations=aligned
+            )
             if skipped:
                 raise RuntimeError(f"{name}: espeak-ng produced unreadable audio: {skipped[0]['error']}")
             seconds += audio_seconds

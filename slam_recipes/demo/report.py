@@ -5,9 +5,26 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 from slam_recipes.files import atomic_write
 from slam_recipes.training.records import plot_training, precision_text, read_log_history, read_run_summary
+
+
+def run_stage(name: str, script: str, *args: str) -> float:
+    """Run one recipe script as a subprocess of this Python; its failure ends the demo with its exit code. Returns
+    the seconds it took."""
+    import subprocess
+    import time
+
+    command = [sys.executable, script, *args]
+    print(f"\n=== {name}: {' '.join(command[1:])}", flush=True)
+    start = time.perf_counter()
+    code = subprocess.run(command).returncode
+    if code:
+        print(f"error: demo stage '{name}' failed with exit code {code}", file=sys.stderr)
+        sys.exit(code)
+    return time.perf_counter() - start
 
 
 def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float] | None = None) -> str:
@@ -78,8 +95,63 @@ def write_demo_report(
         "hardware": hardware,
         "plot": plot,
     }
+    return write_results(output_dir, summary, lines)
+
+
+def write_results(output_dir: str, summary: dict, lines: list[str]) -> tuple[dict, list[str]]:
+    """`results.md` (the markdown `lines`) and `results.json` (`summary`) in `output_dir`; returns both."""
     with atomic_write(os.path.join(output_dir, "results.md")) as f:
         f.write("\n".join(lines) + "\n")
     with atomic_write(os.path.join(output_dir, "results.json")) as f:
         json.dump(summary, f, indent=2)
     return summary, lines
+
+
+def write_sims_report(
+    output_dir: str, pretrained: str, seconds: dict[str, float], targets: dict[str, float]
+) -> tuple[dict, list[str]]:
+    """The interleaved demo's report from its pretraining folder (`pretrained`: likelihood_eval.json,
+    trainer_state.json, run_summary.json): `results.md` (the speech-only benchmarks, then each cross-modal direction,
+    against `targets`; stage times, steps and tokens trained, machine and precision), `results.json` and the loss /
+    learning-rate plot `training.png`, all in `output_dir`. Returns (the results, the markdown lines)."""
+    with open(os.path.join(pretrained, "likelihood_eval.json")) as f:
+        results = json.load(f)["results"]
+    speech = {name: r["score"] for name, r in results.items() if "direction" not in r}
+    cross = {f"{name} ({r['direction']})": r["score"] for name, r in results.items() if "direction" in r}
+    labels = {name: f"{name} ({r['direction']})" for name, r in results.items() if "direction" in r}
+    run = read_run_summary(pretrained)
+    plot = plot_training({"pretraining": read_log_history(pretrained)}, os.path.join(output_dir, "training.png"))
+    met = {m: results.get(m, {}).get("score", float("nan")) >= t for m, t in targets.items()}
+    training = run["training"]
+    lines = [
+        "# Interleaved (SIMS) demo results",
+        "",
+        "Pairwise likelihood benchmarks on voices held out of training (× 100; chance is 50).",
+        "",
+        "Speech only:",
+        "",
+        results_table({"score": speech}),
+        "",
+        "Topic StoryCloze across modalities (prompt → ending; the ending's tokens scored):",
+        "",
+        results_table({"score": cross}, {labels[m]: t for m, t in targets.items() if m in labels}),
+        "",
+        "Targets met: " + ", ".join(f"{labels.get(m, m)} {'yes' if ok else 'NO'}" for m, ok in met.items()) + ".",
+        "Stage times: " + ", ".join(f"{k} {v:.0f} s" for k, v in seconds.items())
+        + f"; {sum(seconds.values()):.0f} s in all.",
+        f"Trained: {training['steps']} steps, {training['tokens_seen']:,} tokens in "
+        + f"{training['wall_time_seconds']:.0f} s"
+        + (" (stopped by its time budget)." if (run.get("budget") or {}).get("stopped_by_budget") else "."),
+        f"Machine: {run['hardware']['device']}; precision {precision_text(run['hardware'])}.",
+        f"Loss and learning rate: {os.path.basename(plot)}.",
+    ]  # fmt: skip
+    summary = {
+        "scores": {"speech": speech, "cross_modal": {m: r["score"] for m, r in results.items() if "direction" in r}},
+        "targets": targets,
+        "targets_met": met,
+        "seconds": seconds,
+        "training": training | {"budget": run.get("budget")},
+        "hardware": run["hardware"],
+        "plot": plot,
+    }
+    return write_results(output_dir, summary, lines)

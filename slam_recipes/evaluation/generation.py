@@ -37,10 +37,15 @@ def build_generation_config(
     top_p: float = 1.0,
     max_new_tokens: int = PAPER_SAMPLING["max_new_tokens"],
     repetition_penalty: float = PAPER_SAMPLING["repetition_penalty"],
+    bos_token_id: int = BOS_ID,
+    eos_token_id: int = EOS_ID,
+    pad_token_id: int = PAD_ID,
+    suppress_tokens: Sequence[int] | None = None,
     **extra,
 ):
-    """A GenerationConfig for the unit vocabulary: stops at `<S>`, pads with `<pad>`, never samples `<pad>`. The
-    sampling settings are passed only when sampling (greedy decoding ignores them)."""
+    """A GenerationConfig, by default for the unit vocabulary: stops at `<S>`, pads with `<pad>`, never samples
+    `<pad>` (`suppress_tokens` replaces that list). The sampling settings are passed only when sampling (greedy
+    decoding ignores them)."""
     from transformers import GenerationConfig
 
     sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p} if do_sample else {}
@@ -48,10 +53,10 @@ def build_generation_config(
         do_sample=do_sample,
         max_new_tokens=max_new_tokens,
         repetition_penalty=repetition_penalty,
-        bos_token_id=BOS_ID,
-        eos_token_id=EOS_ID,
-        pad_token_id=PAD_ID,
-        suppress_tokens=[PAD_ID],
+        bos_token_id=bos_token_id,
+        eos_token_id=eos_token_id,
+        pad_token_id=pad_token_id,
+        suppress_tokens=list(suppress_tokens) if suppress_tokens is not None else [PAD_ID],
         **sampling,
         **extra,
     )
@@ -62,24 +67,29 @@ def prompt_token_ids(units: np.ndarray) -> list[int]:
     return [BOS_ID] + (np.asarray(units, dtype=np.int64) + NUM_SPECIAL).tolist()
 
 
-def generate_continuations(
-    model, prompts: Sequence[np.ndarray], generation_config, *, batch_size: int = 32, seed: int | None = 0
-) -> list[dict]:
-    """Continue each prompt (unit indices). Prompts are sorted by length and left-padded in batches of
-    `batch_size`; results come back in prompt order as `{"units": continuation unit indices, "stopped_at_eos":
-    bool}`. With `seed`, sampling is reproducible for the same prompts and batch size."""
+def generate_token_ids(
+    model,
+    sequences: Sequence[list[int]],
+    generation_config,
+    *,
+    pad_id: int,
+    batch_size: int = 32,
+    seed: int | None = 0,
+) -> list[list[int]]:
+    """Continue each token-id sequence with `model.generate`: sequences sorted by length and left-padded with
+    `pad_id` in batches of `batch_size`. Returns the generated ids of each (after its prompt, padding included), in
+    input order. With `seed`, sampling is reproducible for the same sequences and batch size."""
     if seed is not None:
         from transformers import set_seed
 
         set_seed(seed)
     device = model.device
-    sequences = [prompt_token_ids(p) for p in prompts]
     order = sorted(range(len(sequences)), key=lambda i: -len(sequences[i]))
-    results: list[dict] = [{}] * len(sequences)
+    results: list[list[int]] = [[] for _ in sequences]
     for start in range(0, len(order), batch_size):
         batch = order[start : start + batch_size]
         width = max(len(sequences[i]) for i in batch)
-        ids = torch.full((len(batch), width), PAD_ID, dtype=torch.long)
+        ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
         mask = torch.zeros((len(batch), width), dtype=torch.long)
         for row, i in enumerate(batch):  # left padding: every prompt ends at the last column
             ids[row, width - len(sequences[i]) :] = torch.tensor(sequences[i])
@@ -89,8 +99,20 @@ def generate_continuations(
                 input_ids=ids.to(device), attention_mask=mask.to(device), generation_config=generation_config
             )
         for row, i in enumerate(batch):
-            results[i] = split_continuation(output[row, width:].tolist())
+            results[i] = output[row, width:].tolist()
     return results
+
+
+def generate_continuations(
+    model, prompts: Sequence[np.ndarray], generation_config, *, batch_size: int = 32, seed: int | None = 0
+) -> list[dict]:
+    """Continue each prompt (unit indices) as `<S> units` (`generate_token_ids`); results come back in prompt order
+    as `{"units": continuation unit indices, "stopped_at_eos": bool}`."""
+    outputs = generate_token_ids(
+        model, [prompt_token_ids(p) for p in prompts], generation_config, pad_id=PAD_ID, batch_size=batch_size,
+        seed=seed,
+    )  # fmt: skip
+    return [split_continuation(ids) for ids in outputs]
 
 
 def split_continuation(token_ids: list[int]) -> dict:

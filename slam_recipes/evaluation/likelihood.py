@@ -154,16 +154,22 @@ def sequence_log_likelihoods(
     mean: bool = True,
     max_tokens_per_batch: int = 16384,
     accelerator=None,
+    first_scored: Sequence[int] | None = None,
 ) -> np.ndarray:
     """Log-likelihood of each token-id sequence under `model`: the sum over every token after the first of
-    log p(token | tokens before it), or that sum divided by the number of such tokens (`mean`). Right-padded batches
-    with an attention mask; padding is never scored. With an `accelerator`, batches are shared out across processes
-    and the scores gathered (every process must call this)."""
+    log p(token | tokens before it), or that sum divided by the number of such tokens (`mean`). With `first_scored`,
+    sequence i is scored from its token `first_scored[i]` (≥ 1) on: the tokens before it are context only (a
+    cross-modal ending given its prompt). Right-padded batches with an attention mask; padding is never scored.
+    With an `accelerator`, batches are shared out across processes and the scores gathered (every process must
+    call this)."""
     import torch
 
     lengths = np.fromiter((len(s) for s in sequences), dtype=np.int64, count=len(sequences))
     if lengths.size and lengths.min() < 2:
         raise DataError("a sample needs at least two tokens to be scored")
+    firsts = np.ones(len(sequences), dtype=np.int64) if first_scored is None else np.asarray(first_scored, np.int64)
+    if firsts.shape != lengths.shape or (firsts.size and ((firsts < 1).any() or (firsts >= lengths).any())):
+        raise ValueError("first_scored needs one index per sequence, at least 1 and before its end")
     rank, world = (accelerator.process_index, accelerator.num_processes) if accelerator is not None else (0, 1)
     device = next(model.parameters()).device
     scores = np.zeros(len(sequences), dtype=np.float64)
@@ -186,7 +192,9 @@ def sequence_log_likelihoods(
                 token_nll = torch.nn.functional.cross_entropy(
                     logits[:, :-1].float().transpose(1, 2), input_ids[:, 1:], reduction="none"
                 )
-                scored = attention_mask[:, 1:].to(token_nll.dtype)
+                positions = torch.arange(1, width, device=device)  # of the predicted tokens
+                first = torch.from_numpy(firsts[batch]).to(device)
+                scored = (attention_mask[:, 1:].bool() & (positions[None, :] >= first[:, None])).to(token_nll.dtype)
                 total = -(token_nll * scored).sum(dim=1)
                 value = total / scored.sum(dim=1) if mean else total
                 mine.append((batch, value.double().cpu().numpy()))

@@ -60,9 +60,10 @@ def load_prompts(
     frame_rate: float = 25.0,
     tokenizer=None,
 ) -> tuple[list[Prompt], dict]:
-    """Prompts from audio (a folder/glob of audio files or an HF dataset with an audio column) or from a units
+    """Prompts from audio (a folder/glob of audio files or an HF dataset with an audio column), from a units
     dataset (`units`, `audio_repr`, or a pair dataset's `positive` column, e.g. the correct sStoryCloze samples),
-    the first `num_prompts` of them, each cut to `prompt_seconds`. Returns the prompts and a summary of how they were
+    or, when `column` names a text column, from text (for interleaved models); the first `num_prompts` of them,
+    units cut to `prompt_seconds`. Returns the prompts and a summary of how they were
     made (kind, cut, resampled files). `tokenizer` is called only for audio prompts and returns `(extractor,
     assigner, dedup)`."""
     from slam_recipes.audio.tokenizer import is_audio_files, open_audio_source
@@ -93,9 +94,40 @@ def load_prompts(
                 break
         prompts, summary = _audio_prompts(rows, column, "text", source, prompt_seconds, tokenizer, num_units)
         return make_ids_unique(prompts), summary
+    if column is not None and _is_text_column(dataset, column):
+        summary = {"kind": "text", "column": column, "cut": "none", "resampled": 0}
+        return make_ids_unique(_text_prompts(datasets, column, num_prompts)), summary
     column = detect_units_column(dataset, label, column)
     prompts, summary = _unit_prompts(datasets, column, num_units, num_prompts, prompt_seconds, frame_rate)
     return make_ids_unique(prompts), summary
+
+
+def _is_text_column(dataset, column: str) -> bool:
+    """A plain string column that is not one of unit strings (`audio_repr`): text prompts, for interleaved models."""
+    from datasets import Value
+
+    from slam_recipes.data.sources import UNITS_COLUMNS
+
+    feature = dataset.features.get(column)
+    return isinstance(feature, Value) and feature.dtype in ("string", "large_string") and column not in UNITS_COLUMNS
+
+
+def _text_prompts(datasets, column: str, num_prompts: int | None) -> list[Prompt]:
+    """Text prompts (an interleaved model continues them): `Prompt.text` from `column`, no units. An empty text is a
+    DataError naming the row."""
+    prompts: list[Prompt] = []
+    for label, dataset in datasets:
+        if num_prompts is not None:
+            dataset = dataset.select(range(min(len(dataset), num_prompts - len(prompts))))
+        table = dataset.with_format("arrow")[:]
+        names = _row_names(table, label)
+        for i, text in enumerate(table.column(column).to_pylist()):
+            if not (text or "").strip():
+                raise DataError(f"{label} row {i}: empty text in column {column!r}")
+            prompts.append(Prompt(id=names[i], units=np.zeros(0, dtype=np.int64), text=text))
+        if num_prompts is not None and len(prompts) >= num_prompts:
+            break
+    return prompts
 
 
 def make_ids_unique(prompts: list[Prompt]) -> list[Prompt]:

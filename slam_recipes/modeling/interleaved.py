@@ -86,21 +86,71 @@ def extend_text_lm(model, tokenizer, num_units: int) -> InterleavedVocab:
     return vocab
 
 
-def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, **loading):
+def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, pretrained: bool = True, **loading):
     """(model, tokenizer, vocab) for interleaved training from a causal text LM (Hub name or folder) and its own
     tokenizer: extended here (`extend_text_lm`), or read back when the folder is already an interleaved checkpoint
-    (it has every unit and marker token), to train on. `loading` reaches `from_pretrained` (`dtype`,
+    (it has every unit and marker token), to train on. `pretrained=False` builds the architecture from its config
+    alone, sized to the tokenizer, with random weights (a folder holding only config.json and the tokenizer, as the
+    CPU demo's), then extends it. `loading` reaches `from_pretrained` / `from_config` (`dtype`,
     `attn_implementation`, `revision`); None values are left out."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from slam_recipes.modeling.unit_lm import register_attention
 
     loading = {k: v for k, v in loading.items() if v is not None}
     register_attention(loading.get("attn_implementation"))
     tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=loading.get("revision"))
-    model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **loading)
+    if pretrained:
+        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **loading)
+    else:
+        config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.pop("revision", None))
+        config.vocab_size = len(tokenizer)
+        if loading.get("dtype") == "auto":
+            loading.pop("dtype")
+        model = AutoModelForCausalLM.from_config(config, **loading)
     try:
         vocab = InterleavedVocab.of(tokenizer, num_units)
     except ConfigError:
         vocab = extend_text_lm(model, tokenizer, num_units)
     return model, tokenizer, vocab
+
+
+def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision: str | None = None):
+    """(tokenizer, vocab) of an interleaved checkpoint, or None when the folder or Hub id has no tokenizer with
+    every unit and marker token (a TWIST unit LM, a plain text LM)."""
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
+        return tokenizer, InterleavedVocab.of(tokenizer, num_units)
+    except (OSError, ValueError, ConfigError):
+        return None
+
+
+def check_interleaved_lm(model, tokenizer, where: str) -> None:
+    """A ConfigError when the model's embedding matrix has fewer rows than its extended tokenizer has tokens."""
+    rows = model.get_input_embeddings().num_embeddings
+    if rows < len(tokenizer):
+        raise ConfigError(f"{where}: the model has {rows} embedding rows for the tokenizer's {len(tokenizer)} tokens")
+
+
+def require_interleaved(interleaved, model_name_or_path: str, num_units: int, option: str) -> None:
+    """A ConfigError naming `option` when `interleaved` (what `load_interleaved_tokenizer` returned) is None."""
+    if interleaved is None:
+        raise ConfigError(
+            f"{model_name_or_path}: {option} needs an interleaved model, whose tokenizer has the {num_units} unit "
+            "tokens and <speech> / <text>"
+        )
+
+
+def load_inference_lm(model_name_or_path: str, num_units: int, interleaved, **loading):
+    """The model to score or generate with: a speech LM over the unit vocabulary (`unit_lm.load_speech_lm`), or,
+    when `interleaved` is (tokenizer, vocab) from `load_interleaved_tokenizer`, the interleaved model, checked to
+    have a row for every token of its tokenizer. `loading` as for `unit_lm.load_causal_lm`."""
+    from slam_recipes.modeling.unit_lm import load_causal_lm, load_speech_lm
+
+    if interleaved is None:
+        return load_speech_lm(model_name_or_path, num_units, **loading)
+    model = load_causal_lm(model_name_or_path, **loading)
+    check_interleaved_lm(model, interleaved[0], model_name_or_path)
+    return model

@@ -196,9 +196,16 @@ def make_reference_model(model):
     return reference
 
 
-def load_speech_lm(
+def load_speech_lm(model_name_or_path: str, num_units: int, **loading):
+    """A trained speech LM for scoring: checked to have the unit vocabulary (`check_unit_lm`, before its weights are
+    read), then loaded by `load_causal_lm` with `loading` (revision, dtype, bf16_native_only, attn_implementation,
+    device)."""
+    check_unit_lm(model_name_or_path, num_units, loading.get("revision"))
+    return load_causal_lm(model_name_or_path, **loading)
+
+
+def load_causal_lm(
     model_name_or_path: str,
-    num_units: int,
     *,
     revision: str | None = None,
     dtype: str = "auto",
@@ -206,16 +213,14 @@ def load_speech_lm(
     attn_implementation: str | None = None,
     device: str | None = None,
 ):
-    """A trained speech LM for scoring: checked to have the unit vocabulary, in eval mode, on `device` (default: CUDA
-    when available). `dtype="auto"` is bfloat16 on a GPU that computes it natively, float16 on one that does not,
-    float32 on CPU; `bfloat16` falls back the same way unless `bf16_native_only` is False (see
-    `slam_recipes.precision.choose_dtype`)."""
+    """A causal LM for inference, in eval mode, on `device` (default: CUDA when available). `dtype="auto"` is
+    bfloat16 on a GPU that computes it natively, float16 on one that does not, float32 on CPU; `bfloat16` falls back
+    the same way unless `bf16_native_only` is False (see `slam_recipes.precision.choose_dtype`)."""
     import torch
     from transformers import AutoModelForCausalLM
 
     from slam_recipes.precision import load_dtype
 
-    check_unit_lm(model_name_or_path, num_units, revision)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs: dict[str, Any] = {"dtype": load_dtype(dtype, device, bf16_native_only, "speech LM")}
     if revision:

@@ -13,21 +13,26 @@ UNIT_ONLY_OPTIONS = ("units_column", "dedup", "add_bos_eos", "min_units", "max_u
 
 
 def build_interleaved_pretraining(model_args, data_args, training_args):
-    """(model, tokenizer, train, eval) for interleaved pretraining: the base LM with its own tokenizer, extended by
-    the units and markers (`modeling.interleaved.build_interleaved_lm`), and the recipe's sources read by their
-    columns, interleaved, mixed and packed (`data.interleaving.build_interleaved_datasets`), prepared on the main
-    process first. Raises ConfigError for options an interleaved model does not take yet: likelihood benchmarks
-    (they score unit-only LMs), model_config_overrides and rope_theta."""
+    """(model, tokenizer, train, eval, benchmarks) for interleaved pretraining: the base LM with its own tokenizer,
+    extended by the units and markers (`modeling.interleaved.build_interleaved_lm`; with `twist_init: false`, its
+    architecture with random weights); the recipe's sources read by their columns, interleaved, mixed and packed
+    (`data.interleaving.build_interleaved_datasets`), prepared on the main process first; and the recipe's
+    speech-only `benchmarks`, framed as the model's speech-only rows
+    (`evaluation.cross_modal.speech_pairs_for_interleaved`). Raises ConfigError for options an interleaved model
+    does not take yet: model_config_overrides and rope_theta."""
     from slam_recipes.data.interleaving import build_interleaved_datasets
+    from slam_recipes.evaluation.cross_modal import speech_pairs_for_interleaved
+    from slam_recipes.evaluation.likelihood import load_benchmarks
     from slam_recipes.modeling.interleaved import build_interleaved_lm
 
-    if training_args.benchmarks:
-        raise ConfigError("benchmarks score unit-only LMs: leave them out of an interleaved recipe")
     if model_args.model_config_overrides or model_args.rope_theta is not None:
         raise ConfigError("model_config_overrides and rope_theta are not applied to an interleaved model yet")
+    benchmarks = load_benchmarks(training_args.benchmarks, model_args.num_units, max_pairs=training_args.max_pairs)
     kwargs = model_args.build_kwargs()
     loading = {key: kwargs.get(key) for key in ("dtype", "attn_implementation", "revision")}
-    model, tokenizer, vocab = build_interleaved_lm(model_args.model_name_or_path, model_args.num_units, **loading)
+    model, tokenizer, vocab = build_interleaved_lm(
+        model_args.model_name_or_path, model_args.num_units, pretrained=model_args.twist_init, **loading
+    )
     options = dataclasses.asdict(data_args)
     sources = {k: v for k, v in options.items() if k not in UNIT_ONLY_OPTIONS and k not in INTERLEAVING_FIELDS}
     with training_args.main_process_first(desc="interleaved dataset preparation"):
@@ -41,4 +46,8 @@ def build_interleaved_pretraining(model_args, data_args, training_args):
             text_column=data_args.text_column,
             seed=training_args.seed,
         )
-    return model, tokenizer, train, evaluation
+    benchmarks = {
+        name: speech_pairs_for_interleaved(benchmark, vocab, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        for name, benchmark in benchmarks.items()
+    }
+    return model, tokenizer, train, evaluation, benchmarks
