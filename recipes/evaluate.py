@@ -13,8 +13,9 @@ Usage:
     # the generative metrics (Table 3): GenPPL and auto-BLEU of continuations of 3 s sStoryCloze prompts
     python recipes/evaluate.py --config recipes/slam/eval_generative.yaml --model_name_or_path outputs/slam-dpo
 
-    # an interleaved speech-text model (SIMS): the speech-only benchmarks and cross-modal tSC (S→S, S→T, T→S, T→T)
-    python recipes/evaluate.py --config recipes/demo_sims/eval.yaml
+    # an interleaved speech-text model (SIMS): the speech-only benchmarks and cross-modal tSC (S→S, S→T, T→S, T→T),
+    # after `python recipes/pretrain.py --config recipes/demo-sims/pretrain.yaml`
+    python recipes/evaluate.py --config recipes/demo-sims/eval.yaml
 
 Benchmarks are pair datasets of units; `recipes/convert_benchmark.py` makes them from the published layouts.
 An interleaved model (its tokenizer has the units and <speech> / <text>: recipes/pretrain.py with `interleaved`) is
@@ -63,7 +64,7 @@ def main() -> None:
     benchmarks = load_benchmarks(args.benchmarks, args.num_units, max_pairs=args.max_pairs) if args.benchmarks else {}
     cross_modal = {
         name: load_cross_modal_benchmark(name, path, args.num_units, max_pairs=args.max_pairs)
-        for name, path in parse_benchmark_specs(args.cross_modal_benchmarks).items()
+        for name, path in parse_benchmark_specs(args.cross_modal_benchmarks, "cross_modal_benchmarks").items()
     }
     interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
     if cross_modal:

@@ -17,7 +17,8 @@ Usage:
 
 Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos; load it with
 `datasets.load_dataset("json", ...)`), and with a vocoder audio/<id>.wav (prompt + continuation),
-audio/<id>_prompt.wav and index.html for listening.
+audio/<id>_prompt.wav and index.html for listening. Across modalities each record also names its direction, and a
+text prompt or continuation is a string; only unit continuations are vocoded.
 """
 
 from slam_recipes.errors import run_entry_point
@@ -34,8 +35,10 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
+    import torch
+
     from slam_recipes.audio.vocoder import load_vocoder
-    from slam_recipes.evaluation.cross_modal import continue_across_modalities
+    from slam_recipes.evaluation.cross_modal import check_prompt_modality, continue_across_modalities
     from slam_recipes.evaluation.generation import (
         GENERATIONS_FILE,
         check_vocoder,
@@ -51,14 +54,18 @@ def main() -> None:
         require_interleaved(interleaved, args.model_name_or_path, args.num_units, "cross_modal_direction")
     direction = args.cross_modal_direction or "S2S"
 
-    # Models: the vocoder first, so a mismatch with the speech LM costs no generation time
+    # The vocoder first, so a mismatch with the speech LM costs no time
     vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None
     if vocoder is not None:
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
-    model = load_inference_lm(args.model_name_or_path, args.num_units, interleaved, **args.load_kwargs())
 
-    # Prompts
-    prompts, how = prompts_from_args(args, str(model.device))
+    # Prompts, checked against the direction before the model is loaded
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    prompts, how = prompts_from_args(args, device)
+    check_prompt_modality(direction if interleaved is not None else None, how)
+
+    # Model
+    model = load_inference_lm(args.model_name_or_path, args.num_units, interleaved, **args.load_kwargs())
     print(f"{len(prompts)} prompts from {args.prompts} ({how['kind']}, cut: {how['cut']})", flush=True)
 
     # Generation (+ audio)
@@ -74,13 +81,14 @@ def main() -> None:
         settings["cross_modal_direction"] = direction
     with atomic_write(os.path.join(args.output_dir, "generation_config.json")) as f:
         json.dump(settings, f, indent=2)
-    if vocoder is not None:
+    audio = any("audio" in r for r in records)
+    if audio:
         write_listening_page(os.path.join(args.output_dir, "index.html"), records, f"{args.model_name_or_path}")
     unit = "units" if direction.endswith("S") else "characters"
     print(
         f"{len(records)} continuations, {new_units} new {unit} ({new_units / max(seconds, 1e-9):.1f} {unit}/s), "
         f"{sum(r['stopped_at_eos'] for r in records)} stopped at EOS; written to "
-        f"{os.path.join(args.output_dir, GENERATIONS_FILE)}" + (" and audio/" if vocoder is not None else "")
+        f"{os.path.join(args.output_dir, GENERATIONS_FILE)}" + (" and audio/" if audio else "")
     )
 
 

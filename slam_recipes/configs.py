@@ -42,8 +42,9 @@ def check_cross_modal_directions(directions: Sequence[str], name: str = "cross_m
         raise ConfigError(f"{name}: {unknown or 'none given'}; choose from {list(CROSS_MODAL_DIRECTIONS)}")
 
 
-def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
-    """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder."""
+def parse_benchmark_specs(specs: Sequence[str] | None, option: str = "benchmarks") -> dict[str, str]:
+    """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder.
+    Errors name `option`."""
     named: dict[str, str] = {}
     for spec in specs or []:
         name, sep, path = spec.partition("=")
@@ -52,9 +53,9 @@ def parse_benchmark_specs(specs: Sequence[str] | None) -> dict[str, str]:
             name = os.path.splitext(os.path.basename(os.path.normpath(spec)))[0]
         name, path = name.strip(), path.strip()
         if not name or not path:
-            raise ConfigError(f"benchmarks: {spec!r} is not name=path")
+            raise ConfigError(f"{option}: {spec!r} is not name=path")
         if name in named:
-            raise ConfigError(f"benchmarks: the name {name!r} is given twice")
+            raise ConfigError(f"{option}: the name {name!r} is given twice")
         named[name] = path
     return named
 
@@ -507,8 +508,14 @@ class CrossModalArguments:
     )
 
     def check_cross_modal(self) -> None:
-        parse_benchmark_specs(self.cross_modal_benchmarks)
+        parse_benchmark_specs(self.cross_modal_benchmarks, "cross_modal_benchmarks")
         check_cross_modal_directions(self.cross_modal_directions)
+
+    def cross_modal_result_names(self) -> dict[str, tuple[str, str]]:
+        """`{result name: (benchmark, direction)}`: each cross-modal benchmark scored in each direction is reported
+        as `<name>_<direction in lower case>` (tsc_cross_s2t)."""
+        names = parse_benchmark_specs(self.cross_modal_benchmarks, "cross_modal_benchmarks")
+        return {f"{n}_{d.lower()}": (n, d) for n in names for d in self.cross_modal_directions}
 
 
 @dataclass
@@ -522,9 +529,11 @@ class EvalArguments(GenPPLArguments, GenerationArguments, CrossModalArguments, B
             raise ConfigError("benchmarks is empty and no prompts are given: nothing to evaluate")
         self.check_benchmarks()
         self.check_cross_modal()
-        names = set(parse_benchmark_specs(self.benchmarks)) & set(parse_benchmark_specs(self.cross_modal_benchmarks))
-        if names:
-            raise ConfigError(f"benchmarks and cross_modal_benchmarks share the name(s) {sorted(names)}")
+        shared = set(parse_benchmark_specs(self.benchmarks)) & set(self.cross_modal_result_names())
+        if shared:
+            raise ConfigError(
+                f"benchmarks: the name(s) {sorted(shared)} are also cross-modal results (<name>_<direction>)"
+            )
         if self.prompts:
             self.check_generation()
             if not self.vocoder_path:

@@ -281,3 +281,49 @@ def test_the_generation_recipe_continues_across_modalities(interleaved_lm, tiny_
     refused = run_recipe(script, "--model_name_or_path", tiny_unit_lm_dir, "--prompts", prompts,
                          "--cross_modal_direction", "S2T", "--output_dir", str(tmp_path / "no"))  # fmt: skip
     assert refused.returncode == 2 and "cross_modal_direction needs an interleaved model" in refused.stderr
+
+
+def test_prompts_in_the_wrong_modality_are_refused_before_any_model_loads(interleaved_lm, tiny_unit_lm_dir, tmp_path):
+    """T2S reads a text column and S2T units; a speech-only model takes no text prompts. Each is a one-line error
+    that names the column, with nothing written."""
+    folder = interleaved_lm[0]
+    prompts = write_jsonl(tmp_path / "p.jsonl", cross_modal_rows(n=2))
+    script = os.path.join(REPO, "recipes", "generate.py")
+    for model, extra, message in (
+        (folder, ["--cross_modal_direction", "T2S", "--prompts_column", "prompt"], "T2S reads a text column"),
+        (folder, ["--cross_modal_direction", "S2T", "--prompts_column", "prompt_text"], "S2T reads units or audio"),
+        (tiny_unit_lm_dir, ["--prompts_column", "prompt_text"], "only an interleaved model continues text"),
+    ):
+        out = tmp_path / "out"
+        result = run_recipe(script, "--model_name_or_path", model, "--num_units", str(NUM_UNITS), "--prompts", prompts,
+                            *extra, "--output_dir", str(out))  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+        assert result.stderr.strip().splitlines()[-1].startswith("error: ") and not out.exists()
+
+
+def test_the_unit_count_and_the_model_path_are_checked(interleaved_lm, tiny_unit_lm_dir, tmp_path):
+    from slam_recipes.errors import ConfigError
+    from slam_recipes.modeling.interleaved import load_interleaved_tokenizer
+
+    folder = interleaved_lm[0]
+    assert load_interleaved_tokenizer(folder, NUM_UNITS)[1].first_unit_id == FIRST_UNIT
+    assert load_interleaved_tokenizer(tiny_unit_lm_dir, 500) is None  # a unit LM: no markers
+    with pytest.raises(ConfigError, match="more unit tokens than num_units"):
+        load_interleaved_tokenizer(folder, NUM_UNITS - 1)
+    with pytest.raises(ConfigError, match="lacks 1 of the interleaved tokens"):
+        load_interleaved_tokenizer(folder, NUM_UNITS + 1)
+    with pytest.raises(ConfigError, match="cannot load the model config"):
+        load_interleaved_tokenizer(str(tmp_path / "no-such-model"), NUM_UNITS)
+
+
+def test_result_names_are_checked_against_the_cross_modal_ones():
+    from slam_recipes.configs import EvalArguments, parse_recipe_args
+    from slam_recipes.errors import ConfigError
+
+    common = ["--model_name_or_path", "m", "--cross_modal_benchmarks", "tsc=x.parquet"]
+    with pytest.raises(ConfigError, match=r"benchmarks: the name\(s\) \['tsc_s2t'\] are also cross-modal results"):
+        parse_recipe_args((EvalArguments,), [*common, "--benchmarks", "tsc_s2t=y.parquet"])
+    with pytest.raises(ConfigError, match="cross_modal_benchmarks: the name 'a' is given twice"):
+        parse_recipe_args((EvalArguments,), ["--model_name_or_path", "m", "--cross_modal_benchmarks", "a=x", "a=y"])
+    (args,) = parse_recipe_args((EvalArguments,), [*common, "--cross_modal_directions", "T2T", "S2T"])
+    assert args.cross_modal_result_names() == {"tsc_t2t": ("tsc", "T2T"), "tsc_s2t": ("tsc", "S2T")}

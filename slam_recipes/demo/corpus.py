@@ -186,6 +186,8 @@ def speak_rows(rows: list[dict], columns: list[str], num_workers: int = 2, align
     """Rows with an in-memory audio dict per audio column (`{"array", "sampling_rate"}`, what `read_audio` takes),
     and with `aligned` (one audio column) its words' times as `aligned_text` (`tts.word_alignment`). Chunks of
     CHUNK_ROWS rows are spoken by fresh espeak-ng processes."""
+    if aligned and len(columns) != 1:
+        raise ValueError(f"word alignments are kept for one audio column, got {columns}")
     voices = {v.name: v for v in TRAIN_VOICES + EVAL_VOICES}
     items = [(row[f"{c}_text"], voices[row["voice"]]) for row in rows for c in columns]
     rate, waves, words = speak(items, chunk_size=CHUNK_ROWS * len(columns), num_workers=num_workers)

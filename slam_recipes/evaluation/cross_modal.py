@@ -12,7 +12,9 @@ switch, and a prompt and ending in the same modality share one run:
     T→S  BOS <text> prompt text  <speech> ending units
     T→T  BOS <text> prompt text  " " + ending text
 
-(BOS only when the tokenizer has one.) A pair is scored by the log-likelihood of the ending's tokens only, given
+(BOS only when the tokenizer has one.) The markers and runs are placed as in interleaved training; the text is the
+dataset's as given, so punctuated texts (the demo's) differ from interleaved training's text runs, which are the
+alignment's words. A pair is scored by the log-likelihood of the ending's tokens only, given
 everything before them — their mean per token (`mean_nll`) or sum — so the prompt, the BOS and the markers, the same
 in both samples, never count. This differs from slamkit's `cross_modal_metric`, which averages over the whole
 sequence after BOS: with a shared prompt, a mean over the whole sequence dilutes the endings' difference by the
@@ -278,6 +280,19 @@ def generate_cross_modal(
             continuation = tokenizer.decode(ids, skip_special_tokens=True)
         results.append({"continuation": continuation, "stopped_at_eos": stopped})
     return results
+
+
+def check_prompt_modality(direction: str | None, how: dict) -> None:
+    """A ConfigError when the prompts (`how`: the summary `evaluation.prompts.load_prompts` returns) are not in the
+    prompt modality of `direction` (T2S / T2T: a text column; S2S / S2T: units or audio). `direction` None: a
+    speech-only model, which continues unit prompts only."""
+    text = how["kind"] == "text"
+    where = f"prompts_column {how.get('column')!r}"
+    if direction is None and text:
+        raise ConfigError(f"{where} holds text: only an interleaved model continues text prompts")
+    if direction is not None and text != (direction[0] == "T"):
+        wanted = "a text column" if direction[0] == "T" else "units or audio"
+        raise ConfigError(f"cross_modal_direction {direction} reads {wanted}, but {where} holds {how['kind']}")
 
 
 def continue_across_modalities(

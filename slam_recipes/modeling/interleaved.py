@@ -34,7 +34,7 @@ class InterleavedVocab:
     @classmethod
     def of(cls, tokenizer, num_units: int) -> InterleavedVocab:
         """The ids of an extended tokenizer (one `extend_tokenizer` made, or its saved copy). Raises ConfigError
-        when a unit or marker token is missing or the units' ids are not consecutive."""
+        when a unit or marker token is missing, the units' ids are not consecutive, or it has more units."""
         vocab = tokenizer.get_vocab()
         names = [unit_token(k) for k in range(num_units)] + [SPEECH_MARKER, TEXT_MARKER]
         missing = [name for name in names if name not in vocab]
@@ -46,6 +46,10 @@ class InterleavedVocab:
         first = vocab[unit_token(0)]
         if [vocab[unit_token(k)] for k in range(num_units)] != list(range(first, first + num_units)):
             raise ConfigError(f"the tokenizer's {num_units} unit tokens do not have consecutive ids")
+        if unit_token(num_units) in vocab:
+            raise ConfigError(
+                f"the tokenizer has more unit tokens than num_units ({num_units}); set num_units to match"
+            )
         return cls(first, num_units, vocab[SPEECH_MARKER], vocab[TEXT_MARKER])
 
     def unit_ids(self, units: np.ndarray) -> np.ndarray:
@@ -116,15 +120,24 @@ def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, pretrain
 
 
 def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision: str | None = None):
-    """(tokenizer, vocab) of an interleaved checkpoint, or None when the folder or Hub id has no tokenizer with
-    every unit and marker token (a TWIST unit LM, a plain text LM)."""
-    from transformers import AutoTokenizer
+    """(tokenizer, vocab) of an interleaved checkpoint, or None when the model's tokenizer has no modality markers
+    (a TWIST unit LM, a plain text LM) or it has no tokenizer. Raises ConfigError when the model itself cannot be
+    found, and when the tokenizer has the markers but not `num_units` units (`InterleavedVocab.of`)."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from slam_recipes.errors import first_line
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
-        return tokenizer, InterleavedVocab.of(tokenizer, num_units)
-    except (OSError, ValueError, ConfigError):
+    except (OSError, ValueError) as err:
+        try:
+            AutoConfig.from_pretrained(model_name_or_path, revision=revision)
+        except (OSError, ValueError):
+            raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}") from err
+        return None  # a model without a tokenizer: not an interleaved checkpoint
+    if not {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):
         return None
+    return tokenizer, InterleavedVocab.of(tokenizer, num_units)
 
 
 def check_interleaved_lm(model, tokenizer, where: str) -> None:

@@ -100,7 +100,8 @@ class PretrainModelArguments(ModelArguments):
     twist_init: bool = field(
         default=True,
         metadata={
-            "help": "TWIST: load the text LM's weights, then replace its vocabulary. False: random init from config."
+            "help": "TWIST: load the text LM's weights, then replace its vocabulary (interleaved: extend it). False: "
+            "random init from config."
         },
     )
 
