@@ -510,6 +510,9 @@ class CrossModalArguments:
     def check_cross_modal(self) -> None:
         parse_benchmark_specs(self.cross_modal_benchmarks, "cross_modal_benchmarks")
         check_cross_modal_directions(self.cross_modal_directions)
+        if not self.cross_modal_benchmarks and list(self.cross_modal_directions) != list(CROSS_MODAL_DIRECTIONS):
+            warnings.warn("cross_modal_directions is set but no cross_modal_benchmarks are given: it has no effect",
+                          stacklevel=2)  # fmt: skip
 
     def cross_modal_result_names(self) -> dict[str, tuple[str, str]]:
         """`{result name: (benchmark, direction)}`: each cross-modal benchmark scored in each direction is reported

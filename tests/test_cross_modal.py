@@ -327,3 +327,12 @@ def test_result_names_are_checked_against_the_cross_modal_ones():
         parse_recipe_args((EvalArguments,), ["--model_name_or_path", "m", "--cross_modal_benchmarks", "a=x", "a=y"])
     (args,) = parse_recipe_args((EvalArguments,), [*common, "--cross_modal_directions", "T2T", "S2T"])
     assert args.cross_modal_result_names() == {"tsc_t2t": ("tsc", "T2T"), "tsc_s2t": ("tsc", "S2T")}
+
+
+def test_directions_without_a_cross_modal_benchmark_warn():
+    from slam_recipes.configs import EvalArguments, parse_recipe_args
+
+    with pytest.warns(UserWarning, match="cross_modal_directions is set but no cross_modal_benchmarks"):
+        parse_recipe_args(
+            (EvalArguments,), ["--model_name_or_path", "m", "--benchmarks", "a=x", "--cross_modal_directions", "S2T"]
+        )
