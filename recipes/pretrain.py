@@ -50,10 +50,6 @@ def main() -> None:
     check_trainer_push(training_args)  # token and target repo, before any time is spent
 
     # Data (prepared and cached before the time budget starts)
-    data_options = dataclasses.asdict(data_args)
-    pad_to_multiple_of = data_options.pop("pad_to_multiple_of")  # a collator option
-    for name in INTERLEAVING_FIELDS:
-        data_options.pop(name)
     if data_args.interleaved:  # SIMS: the text LM keeps its vocabulary and gains the units and markers
         from slam_recipes.training.interleaved import build_interleaved_pretraining
 
@@ -61,6 +57,10 @@ def main() -> None:
             model_args, data_args, training_args
         )
     else:
+        data_options = dataclasses.asdict(data_args)
+        data_options.pop("pad_to_multiple_of")  # a collator option
+        for name in INTERLEAVING_FIELDS:
+            data_options.pop(name)
         with training_args.main_process_first(desc="unit dataset preparation"):
             train_dataset, eval_dataset = build_pretraining_datasets(
                 **data_options, num_units=model_args.num_units, seed=training_args.seed
@@ -88,7 +88,7 @@ def main() -> None:
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
-        data_collator=build_collator(data_args.packing, model_args.attn_implementation, pad_to_multiple_of),
+        data_collator=build_collator(data_args.packing, model_args.attn_implementation, data_args.pad_to_multiple_of),
         processing_class=tokenizer,
         callbacks=build_callbacks(training_args.callbacks, training_args),
         benchmarks=benchmarks,  # scored at every evaluation, logged as eval_<name>

@@ -60,22 +60,12 @@ def load_cross_modal_benchmark(
 ) -> CrossModalBenchmark:
     """Load and validate a cross-modal pair dataset (any form `load_source` reads). Errors name the file, row and
     column: a missing column, an empty text or unit sequence, a unit outside the vocabulary."""
-    from slam_recipes.data.sources import check_units_column, load_source, read_units
-    from slam_recipes.evaluation.likelihood import GROUP_COLUMNS
+    from slam_recipes.data.sources import check_units_column, read_units
+    from slam_recipes.evaluation.likelihood import GROUP_COLUMNS, check_columns_complete, extend_columns, pair_tables
 
     benchmark = CrossModalBenchmark(name=name, source=source)
     needed = [c for column in CROSS_MODAL_COLUMNS for c in (column, f"{column}_text")]
-    for label, dataset in load_source(source, split="train"):
-        missing = [c for c in needed if c not in dataset.column_names]
-        if missing:
-            raise DataError(
-                f"{label}: missing column(s) {missing} of a cross-modal pair dataset (found {dataset.column_names})"
-            )
-        if max_pairs is not None and len(benchmark) >= max_pairs:
-            break
-        if max_pairs is not None:
-            dataset = dataset.select(range(min(len(dataset), max_pairs - len(benchmark))))
-        table = dataset.with_format("arrow")[:]
+    for label, dataset, table in pair_tables(source, needed, "cross-modal pair dataset", max_pairs):
         for column in CROSS_MODAL_COLUMNS:
             check_units_column(dataset, column, label)
             values, offsets = read_units(
@@ -88,14 +78,8 @@ def load_cross_modal_benchmark(
                     raise DataError(f"{label} row {i}: the {column} has no text")
             benchmark.units.setdefault(column, []).extend(rows)
             benchmark.texts.setdefault(column, []).extend(texts)
-        for column in GROUP_COLUMNS:
-            if column in dataset.column_names:
-                benchmark.columns.setdefault(column, []).extend(table.column(column).to_pylist())
-    if not len(benchmark):
-        raise DataError(f"{source}: no pairs")
-    incomplete = [c for c, values in benchmark.columns.items() if len(values) != len(benchmark)]
-    if incomplete:
-        raise DataError(f"{source}: column(s) {incomplete} missing from some of its files")
+        extend_columns(benchmark.columns, dataset, table, GROUP_COLUMNS)
+    check_columns_complete(benchmark.columns, len(benchmark), source)
     return benchmark
 
 

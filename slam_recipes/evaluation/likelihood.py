@@ -62,25 +62,50 @@ def frame(values: np.ndarray, offsets: np.ndarray) -> list[np.ndarray]:
     return np.split(ids, framed[1:-1])
 
 
+def pair_tables(source: str, needed: Sequence[str], kind: str, max_pairs: int | None = None):
+    """Each file of a pair dataset `source` (any form `load_source` reads) as (label, dataset, its Arrow table):
+    checked to hold the `needed` columns (a DataError naming the file and the `kind` of dataset), and cut so that at
+    most `max_pairs` rows are read in all."""
+    from slam_recipes.data.sources import load_source
+
+    read = 0
+    for label, dataset in load_source(source, split="train"):
+        missing = [c for c in needed if c not in dataset.column_names]
+        if missing:
+            raise DataError(f"{label}: missing column(s) {missing} of a {kind} (found {list(dataset.column_names)})")
+        if max_pairs is not None:
+            if read >= max_pairs:
+                return
+            dataset = dataset.select(range(min(len(dataset), max_pairs - read)))
+        read += len(dataset)
+        yield label, dataset, dataset.with_format("arrow")[:]
+
+
+def extend_columns(columns: dict[str, list], dataset, table, names: Sequence[str]) -> None:
+    """Append each of `names` that the file has to `columns` (its values, in row order)."""
+    for column in names:
+        if column in dataset.column_names:
+            columns.setdefault(column, []).extend(table.column(column).to_pylist())
+
+
+def check_columns_complete(columns: dict[str, list], num_pairs: int, source: str) -> None:
+    """A DataError when `source` has no pairs, or a grouping column that some of its files lack."""
+    incomplete = [c for c, values in columns.items() if len(values) != num_pairs]
+    if incomplete:
+        raise DataError(f"{source}: column(s) {incomplete} missing from some of its files")
+    if num_pairs == 0:
+        raise DataError(f"{source}: no pairs")
+
+
 def load_pair_benchmark(
     name: str, source: str, num_units: int, *, max_pairs: int | None = None, dedup: bool = False
 ) -> PairBenchmark:
     """Load and validate one pair dataset (any form `load_source` reads: a `save_to_disk` folder, jsonl/parquet
     files, a Hub dataset). Errors name the file and row."""
-    from slam_recipes.data.sources import check_units_column, load_source, read_units
+    from slam_recipes.data.sources import check_units_column, read_units
 
     benchmark = PairBenchmark(name=name, source=source, positive=[], negative=[])
-    for label, dataset in load_source(source, split="train"):
-        missing = [c for c in PAIR_COLUMNS if c not in dataset.column_names]
-        if missing:
-            raise DataError(
-                f"{label}: missing column(s) {missing} of a pair dataset (found {list(dataset.column_names)})"
-            )
-        if max_pairs is not None and len(benchmark) >= max_pairs:
-            break
-        if max_pairs is not None:
-            dataset = dataset.select(range(min(len(dataset), max_pairs - len(benchmark))))
-        table = dataset.with_format("arrow")[:]
+    for label, dataset, table in pair_tables(source, PAIR_COLUMNS, "pair dataset", max_pairs):
         _check_pairs_complete(table, label)
         for column in PAIR_COLUMNS:
             check_units_column(dataset, column, label)
@@ -88,15 +113,8 @@ def load_pair_benchmark(
                 table.column(column), num_units=num_units, label=f"{label} column {column!r}", first_row=0, dedup=dedup
             )
             getattr(benchmark, column).extend(frame(values, offsets))
-        for column in GROUP_COLUMNS + TEXT_COLUMNS:
-            if column in dataset.column_names:
-                benchmark.columns.setdefault(column, []).extend(table.column(column).to_pylist())
-    n = len(benchmark)
-    incomplete = [c for c, values in benchmark.columns.items() if len(values) != n]
-    if incomplete:
-        raise DataError(f"{source}: column(s) {incomplete} missing from some of its files")
-    if n == 0:
-        raise DataError(f"{source}: no pairs")
+        extend_columns(benchmark.columns, dataset, table, GROUP_COLUMNS + TEXT_COLUMNS)
+    check_columns_complete(benchmark.columns, len(benchmark), source)
     if "frequency" in benchmark.columns:
         benchmark.columns["frequency"] = [
             _frequency(v, source, i) for i, v in enumerate(benchmark.columns["frequency"])
