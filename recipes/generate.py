@@ -81,7 +81,7 @@ def main() -> None:
         settings["cross_modal_direction"] = direction
     with atomic_write(os.path.join(args.output_dir, "generation_config.json")) as f:
         json.dump(settings, f, indent=2)
-    audio = any("audio" in r for r in records)
+    audio = any("audio" in r or "prompt_audio" in r for r in records)  # S→T: only the prompt is spoken
     if audio:
         write_listening_page(os.path.join(args.output_dir, "index.html"), records, f"{args.model_name_or_path}")
     unit = "units" if direction.endswith("S") else "characters"

@@ -17,6 +17,24 @@ import pytest  # noqa: E402
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# A tiny unit vocoder (textlesslib's HiFi-GAN layout) for the generation tests
+TINY_VOCODER = {
+    "num_embeddings": 500,
+    "embedding_dim": 16,
+    "model_in_dim": 16,
+    "upsample_rates": [5, 4, 4, 4, 2],  # 640 samples per frame: 25 Hz units at 16 kHz
+    "upsample_kernel_sizes": [11, 8, 8, 8, 4],
+    "upsample_initial_channel": 32,
+    "resblock_kernel_sizes": [3, 7],
+    "resblock_dilation_sizes": [[1, 3], [1, 3]],
+    "dur_predictor_params": {
+        "encoder_embed_dim": 16,
+        "var_pred_hidden_dim": 16,
+        "var_pred_kernel_size": 3,
+        "var_pred_dropout": 0.5,
+    },
+}
+
 # Small configs of the base-LM families the recipes name (Qwen2, OPT, Llama/SmolLM2, GPT-NeoX/Pythia).
 TINY_CONFIGS = {
     "qwen2": {

@@ -3,13 +3,14 @@ benchmarks on an interleaved model: sample layouts against hand-built id sequenc
 continuations against a plain float64 log-softmax / argmax loop over each sample alone, and the evaluation and
 generation recipes end to end."""
 
+import html
 import json
 import os
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_recipe, write_jsonl
+from conftest import REPO, TINY_VOCODER, run_recipe, write_jsonl
 
 from slam_recipes.errors import DataError
 from slam_recipes.evaluation.cross_modal import (
@@ -258,12 +259,18 @@ def test_greedy_continuations_across_modalities_match_a_plain_decoding_loop(inte
 
 def test_the_generation_recipe_continues_across_modalities(interleaved_lm, tiny_unit_lm_dir, tmp_path):
     """recipes/generate.py on an interleaved checkpoint: spoken prompts continued in text, written prompts continued
-    in units, each record naming its direction; asking a unit LM for a direction is a one-line error."""
+    in units, each record naming its direction, the spoken side vocoded and the written side on the listening page;
+    asking a unit LM for a direction is a one-line error."""
+    from slam_recipes.audio.vocoder import UnitHiFiGAN, VocoderConfig
+
     folder = interleaved_lm[0]
     prompts = write_jsonl(tmp_path / "p.jsonl", cross_modal_rows(n=3))
+    vocoder = str(tmp_path / "hifigan_tiny.pt")
+    torch.manual_seed(0)
+    UnitHiFiGAN(VocoderConfig.from_dict({**TINY_VOCODER, "num_embeddings": NUM_UNITS})).save_textless(vocoder)
     script = os.path.join(REPO, "recipes", "generate.py")
     common = ["--model_name_or_path", folder, "--num_units", str(NUM_UNITS), "--prompts", prompts,
-              "--max_new_tokens", "5", "--device", "cpu"]  # fmt: skip
+              "--max_new_tokens", "5", "--device", "cpu", "--vocoder_path", vocoder]  # fmt: skip
     for direction, column in (("S2T", "prompt"), ("T2S", "prompt_text")):
         out = tmp_path / direction
         result = run_recipe(script, *common, "--prompts_column", column, "--prompt_seconds", "null",
@@ -272,12 +279,18 @@ def test_the_generation_recipe_continues_across_modalities(interleaved_lm, tiny_
         records = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
         rows = cross_modal_rows(n=3)
         assert [r["direction"] for r in records] == [{"S2T": "S→T", "T2S": "T→S"}[direction]] * 3
+        page = (out / "index.html").read_text()
         if direction == "S2T":
             assert [r["prompt"] for r in records] == [row["prompt"] for row in rows]
             assert all(isinstance(r["continuation"], str) for r in records)
+            assert all((out / r["prompt_audio"]).is_file() and "audio" not in r for r in records)
+            written = [r["continuation"] for r in records]
         else:
             assert [r["prompt"] for r in records] == [row["prompt_text"] for row in rows]
             assert all(0 <= u < NUM_UNITS for r in records for u in r["continuation"])
+            assert all((out / r["audio"]).is_file() and "prompt_audio" not in r for r in records)
+            written = [r["prompt"] for r in records]
+        assert page.count("<audio") == 3 and all(f"<p>{html.escape(text)}</p>" in page for text in written)
     refused = run_recipe(script, "--model_name_or_path", tiny_unit_lm_dir, "--prompts", prompts,
                          "--cross_modal_direction", "S2T", "--output_dir", str(tmp_path / "no"))  # fmt: skip
     assert refused.returncode == 2 and "cross_modal_direction needs an interleaved model" in refused.stderr
@@ -336,3 +349,25 @@ def test_directions_without_a_cross_modal_benchmark_warn():
         parse_recipe_args(
             (EvalArguments,), ["--model_name_or_path", "m", "--benchmarks", "a=x", "--cross_modal_directions", "S2T"]
         )
+
+
+def test_the_listening_page_shows_the_written_side_of_each_record(tmp_path):
+    """Across modalities the page shows a written prompt or continuation as escaped text beside the spoken side's
+    audio, names each row's direction and counts the continuation in its own unit; speech-only pages are unchanged."""
+    from slam_recipes.evaluation.generation import write_listening_page
+
+    records = [
+        {"id": "a", "direction": "S→T", "prompt": [3, 4], "continuation": "the <cow> & hen",
+         "prompt_audio": "audio/a_prompt.wav", "stopped_at_eos": True},
+        {"id": "b", "direction": "T→S", "prompt": "two \"pigs\"", "continuation": [5, 6, 7],
+         "audio": "audio/b.wav", "stopped_at_eos": False},
+    ]  # fmt: skip
+    write_listening_page(str(tmp_path / "index.html"), records, "cross")
+    rows = (tmp_path / "index.html").read_text().split("<tr>")[2:]
+    assert "<td>S→T</td>" in rows[0] and "<p>the &lt;cow&gt; &amp; hen</p>" in rows[0] and "15 characters" in rows[0]
+    assert 'src="audio/a_prompt.wav"' in rows[0] and "<p>[" not in rows[0]
+    assert "<td>T→S</td>" in rows[1] and "<p>two &quot;pigs&quot;</p>" in rows[1] and "3 units" in rows[1]
+    assert 'src="audio/b.wav"' in rows[1]
+    write_listening_page(str(tmp_path / "speech.html"), [{"id": "c", "prompt": [1], "continuation": [2, 3]}], "s")
+    page = (tmp_path / "speech.html").read_text()
+    assert "direction" not in page and "<p>" not in page and "2 units" in page

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile
 import torch
-from conftest import REPO, run_recipe, write_jsonl
+from conftest import REPO, TINY_VOCODER, run_recipe, write_jsonl
 
 from slam_recipes.audio.vocoder import UnitHiFiGAN, VocoderConfig, fold_weight_norm, load_vocoder
 from slam_recipes.configs import PAPER_SAMPLING, GenerateArguments, parse_recipe_args
@@ -23,23 +23,6 @@ from slam_recipes.evaluation.generative import generative_metrics, transcribe
 from slam_recipes.evaluation.metrics import perplexity_summary, text_nll, text_token_ids
 from slam_recipes.evaluation.prompts import cut_units, load_prompts
 from slam_recipes.units import EOS_ID, NUM_SPECIAL, PAD_ID
-
-TINY_VOCODER = {
-    "num_embeddings": 500,
-    "embedding_dim": 16,
-    "model_in_dim": 16,
-    "upsample_rates": [5, 4, 4, 4, 2],  # 640 samples per frame: 25 Hz units at 16 kHz
-    "upsample_kernel_sizes": [11, 8, 8, 8, 4],
-    "upsample_initial_channel": 32,
-    "resblock_kernel_sizes": [3, 7],
-    "resblock_dilation_sizes": [[1, 3], [1, 3]],
-    "dur_predictor_params": {
-        "encoder_embed_dim": 16,
-        "var_pred_hidden_dim": 16,
-        "var_pred_kernel_size": 3,
-        "var_pred_dropout": 0.5,
-    },
-}
 
 
 @pytest.fixture(scope="module")

@@ -183,23 +183,32 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def write_listening_page(path: str, records: list[dict], title: str) -> None:
-    """An HTML page: per prompt, its audio players (prompt, prompt + continuation), transcript, PPL and auto-BLEU."""
+    """An HTML page: per prompt, its audio players (prompt, prompt + continuation), transcript, PPL, auto-BLEU and
+    the continuation's length. Across modalities (`continue_across_modalities` records), a written prompt or
+    continuation is shown as its text beside the audio of the spoken side, and each row names its direction."""
     import html
 
     def player(src):
         return f'<audio controls preload="none" src="{html.escape(src)}"></audio>' if src else ""
 
+    def written(value):
+        return f"<p>{html.escape(value)}</p>" if isinstance(value, str) else ""
+
+    directions = any("direction" in r for r in records)
     rows = []
     for r in records:
         ppl = "" if r.get("ppl") is None else f"{r['ppl']:.1f}"
         bleu = "" if r.get("auto_bleu") is None else f"{r['auto_bleu']:.1f}"
+        continuation = r["continuation"]
+        length = f"{len(continuation)} characters" if isinstance(continuation, str) else f"{len(continuation)} units"
         rows.append(
             "<tr>"
             f"<td>{html.escape(r['id'])}</td>"
-            f"<td>{player(r.get('prompt_audio'))}</td>"
-            f"<td>{player(r.get('audio'))}</td>"
+            + (f"<td>{html.escape(r.get('direction', ''))}</td>" if directions else "")
+            + f"<td>{player(r.get('prompt_audio'))}{written(r.get('prompt'))}</td>"
+            f"<td>{player(r.get('audio'))}{written(continuation)}</td>"
             f"<td>{html.escape(r.get('transcript') or '')}</td>"
-            f"<td>{ppl}</td><td>{bleu}</td><td>{len(r['continuation'])}</td>"
+            f"<td>{ppl}</td><td>{bleu}</td><td>{length}</td>"
             "</tr>"
         )
     page = (
@@ -207,8 +216,11 @@ def write_listening_page(path: str, records: list[dict], title: str) -> None:
         f"<title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif}td,th{border-bottom:1px solid #ddd;padding:4px;vertical-align:top}"
         "</style></head><body>\n"
-        f"<h1>{html.escape(title)}</h1>\n<table>\n<tr><th>id</th><th>prompt</th><th>prompt + continuation</th>"
-        "<th>transcript</th><th>PPL</th><th>auto-BLEU</th><th>new units</th></tr>\n"
+        f"<h1>{html.escape(title)}</h1>\n<table>\n<tr><th>id</th>"
+        + ("<th>direction</th>" if directions else "")
+        + "<th>prompt</th>"
+        + ("<th>continuation (S→S: after its prompt)</th>" if directions else "<th>prompt + continuation</th>")
+        + "<th>transcript</th><th>PPL</th><th>auto-BLEU</th><th>length</th></tr>\n"
         + "\n".join(rows)
         + "\n</table>\n</body></html>\n"
     )
