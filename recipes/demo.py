@@ -26,14 +26,12 @@ TARGETS = {"tsc": 90.0, "sblimp": 75.0, "swuggy": 75.0}  # on held-out voices; c
 
 def main() -> None:
     from slam_recipes.configs import DemoArguments, parse_recipe_args
-    from slam_recipes.demo.report import run_stage, write_demo_report
+    from slam_recipes.demo.report import length_options, run_stage, write_demo_report
 
     (args,) = parse_recipe_args((DemoArguments,))
     pretrained, tuned = os.path.join(args.output_dir, "pretrain"), os.path.join(args.output_dir, "dpo")
-    pretrain_steps = ["--max_steps", str(args.pretrain_max_steps)] if args.pretrain_max_steps else []
-    pretrain_steps += ["--time_budget", args.pretrain_time_budget] if args.pretrain_time_budget else []
-    dpo_steps = ["--max_steps", str(args.dpo_max_steps)] if args.dpo_max_steps else []
-    dpo_steps += ["--time_budget", args.dpo_time_budget] if args.dpo_time_budget else []
+    pretrain_steps = length_options(args.pretrain_max_steps, args.pretrain_time_budget)
+    dpo_steps = length_options(args.dpo_max_steps, args.dpo_time_budget)
     seed = ["--seed", str(args.seed)] if args.seed is not None else []
     again = ["--overwrite_output_dir", "true"]  # `make demo` replaces the previous demo run
     pretrain, evaluate, dpo = (os.path.join(RECIPES, name) for name in ("pretrain.py", "evaluate.py", "dpo.py"))

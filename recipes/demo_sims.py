@@ -26,12 +26,11 @@ TARGETS = {"tsc_cross_t2t": 75.0, "tsc_cross_s2t": 75.0}
 
 def main() -> None:
     from slam_recipes.configs import SimsDemoArguments, parse_recipe_args
-    from slam_recipes.demo.report import run_stage, write_sims_report
+    from slam_recipes.demo.report import length_options, run_stage, write_sims_report
 
     (args,) = parse_recipe_args((SimsDemoArguments,))
     pretrained = os.path.join(args.output_dir, "pretrain")
-    steps = ["--max_steps", str(args.pretrain_max_steps)] if args.pretrain_max_steps else []
-    steps += ["--time_budget", args.pretrain_time_budget] if args.pretrain_time_budget else []
+    steps = length_options(args.pretrain_max_steps, args.pretrain_time_budget)
     seed = ["--seed", str(args.seed)] if args.seed is not None else []
     seconds = {
         "pretrain": run_stage(

@@ -42,12 +42,12 @@ def main() -> None:
     import transformers
 
     from slam_recipes.audio.vocoder import load_vocoder
-    from slam_recipes.configs import parse_benchmark_specs
+    from slam_recipes.configs import cross_modal_result_name, parse_benchmark_specs
     from slam_recipes.errors import ConfigError
     from slam_recipes.evaluation.cross_modal import (
         evaluate_cross_modal,
         load_cross_modal_benchmark,
-        speech_pairs_for_interleaved,
+        speech_benchmarks_for_interleaved,
     )
     from slam_recipes.evaluation.generation import check_vocoder
     from slam_recipes.evaluation.generative import evaluate_generation, load_asr, load_text_lm
@@ -84,10 +84,7 @@ def main() -> None:
     model = load_inference_lm(args.model_name_or_path, args.num_units, interleaved, **args.load_kwargs())
     if interleaved is not None:
         tokenizer, vocab = interleaved
-        benchmarks = {
-            name: speech_pairs_for_interleaved(b, vocab, tokenizer.bos_token_id, tokenizer.eos_token_id)
-            for name, b in benchmarks.items()
-        }
+        benchmarks = speech_benchmarks_for_interleaved(benchmarks, tokenizer, vocab)
 
     # Evaluation
     results = {}
@@ -106,7 +103,7 @@ def main() -> None:
             model, tokenizer, vocab, benchmark, args.cross_modal_directions, mean_nll=args.mean_nll,
             max_tokens_per_batch=args.benchmark_tokens_per_batch,
         ).items():  # fmt: skip
-            results[f"{name}_{direction.lower()}"] = r
+            results[cross_modal_result_name(name, direction)] = r
             print(f"{name} {r['direction']}: {r['score']:.2f} over {r['num_pairs']} pairs", flush=True)
     metadata = {
         "model": args.model_name_or_path,

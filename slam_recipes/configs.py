@@ -42,6 +42,11 @@ def check_cross_modal_directions(directions: Sequence[str], name: str = "cross_m
         raise ConfigError(f"{name}: {unknown or 'none given'}; choose from {list(CROSS_MODAL_DIRECTIONS)}")
 
 
+def cross_modal_result_name(benchmark: str, direction: str) -> str:
+    """How a cross-modal benchmark scored in one direction is reported: `<name>_<direction in lower case>`."""
+    return f"{benchmark}_{direction.lower()}"
+
+
 def parse_benchmark_specs(specs: Sequence[str] | None, option: str = "benchmarks") -> dict[str, str]:
     """`["swuggy=data/eval/swuggy", "data/eval/tsc"]` → `{name: path}`; a bare path is named after its file/folder.
     Errors name `option`."""
@@ -518,7 +523,7 @@ class CrossModalArguments:
         """`{result name: (benchmark, direction)}`: each cross-modal benchmark scored in each direction is reported
         as `<name>_<direction in lower case>` (tsc_cross_s2t)."""
         names = parse_benchmark_specs(self.cross_modal_benchmarks, "cross_modal_benchmarks")
-        return {f"{n}_{d.lower()}": (n, d) for n in names for d in self.cross_modal_directions}
+        return {cross_modal_result_name(n, d): (n, d) for n in names for d in self.cross_modal_directions}
 
 
 @dataclass
@@ -856,6 +861,16 @@ class DemoCorpusArguments:
             raise ConfigError(f"num_workers must be at least 1, got {self.num_workers}")
 
 
+def _check_demo_options(args, recipe_files: Sequence[str], step_counts: Sequence[str]) -> None:
+    """A demo's options: each of `recipe_files` names an existing file, each of `step_counts` is None or ≥ 1."""
+    for name in recipe_files:
+        if not os.path.isfile(getattr(args, name)):
+            raise ConfigError(f"{name}: no such recipe file {getattr(args, name)!r}")
+    for name in step_counts:
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(args, name)}")
+
+
 @dataclass
 class DemoArguments:
     """recipes/demo.py: the whole pipeline (pretrain → evaluate → DPO → evaluate) on the demo corpus."""
@@ -876,12 +891,9 @@ class DemoArguments:
     seed: int | None = field(default=None, metadata={"help": "Override both training seeds."})
 
     def __post_init__(self):
-        for name in ("pretrain_config", "dpo_config", "eval_config"):
-            if not os.path.isfile(getattr(self, name)):
-                raise ConfigError(f"{name}: no such recipe file {getattr(self, name)!r}")
-        for name in ("pretrain_max_steps", "dpo_max_steps"):
-            if getattr(self, name) is not None and getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        _check_demo_options(
+            self, ("pretrain_config", "dpo_config", "eval_config"), ("pretrain_max_steps", "dpo_max_steps")
+        )
 
 
 @dataclass
@@ -902,11 +914,7 @@ class SimsDemoArguments:
     seed: int | None = field(default=None, metadata={"help": "Override the training seed."})
 
     def __post_init__(self):
-        for name in ("pretrain_config", "eval_config"):
-            if not os.path.isfile(getattr(self, name)):
-                raise ConfigError(f"{name}: no such recipe file {getattr(self, name)!r}")
-        if self.pretrain_max_steps is not None and self.pretrain_max_steps < 1:
-            raise ConfigError(f"pretrain_max_steps must be at least 1, got {self.pretrain_max_steps}")
+        _check_demo_options(self, ("pretrain_config", "eval_config"), ("pretrain_max_steps",))
 
 
 @dataclass

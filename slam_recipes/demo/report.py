@@ -27,6 +27,14 @@ def run_stage(name: str, script: str, *args: str) -> float:
     return time.perf_counter() - start
 
 
+def length_options(max_steps: int | None, time_budget: str | None) -> list[str]:
+    """The command-line overrides a demo passes to a training stage: `--max_steps` and / or `--time_budget`, each
+    only when set."""
+    return (["--max_steps", str(max_steps)] if max_steps else []) + (
+        ["--time_budget", time_budget] if time_budget else []
+    )
+
+
 def results_table(columns: dict[str, dict[str, float]], targets: dict[str, float] | None = None) -> str:
     """A markdown table: one row per metric, one column per model (e.g. before / after DPO), then the target."""
     targets = targets or {}
@@ -117,8 +125,8 @@ def write_sims_report(
     with open(os.path.join(pretrained, "likelihood_eval.json")) as f:
         results = json.load(f)["results"]
     speech = {name: r["score"] for name, r in results.items() if "direction" not in r}
-    cross = {f"{name} ({r['direction']})": r["score"] for name, r in results.items() if "direction" in r}
     labels = {name: f"{name} ({r['direction']})" for name, r in results.items() if "direction" in r}
+    cross = {label: results[name]["score"] for name, label in labels.items()}
     run = read_run_summary(pretrained)
     plot = plot_training({"pretraining": read_log_history(pretrained)}, os.path.join(output_dir, "training.png"))
     met = {m: results.get(m, {}).get("score", float("nan")) >= t for m, t in targets.items()}
@@ -146,7 +154,7 @@ def write_sims_report(
         f"Loss and learning rate: {os.path.basename(plot)}.",
     ]  # fmt: skip
     summary = {
-        "scores": {"speech": speech, "cross_modal": {m: r["score"] for m, r in results.items() if "direction" in r}},
+        "scores": {"speech": speech, "cross_modal": {m: results[m]["score"] for m in labels}},
         "targets": targets,
         "targets_met": met,
         "seconds": seconds,

@@ -83,6 +83,15 @@ def load_cross_modal_benchmark(
     return benchmark
 
 
+def text_encoder(tokenizer) -> Callable[[str], list[int]]:
+    """The text tokenizer's ids of a text, without special tokens (BOS and markers are placed by the layout)."""
+
+    def encode_text(text: str) -> list[int]:
+        return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    return encode_text
+
+
 def cross_modal_prompt_ids(
     prompt: tuple[np.ndarray, str], direction: str, *, vocab, encode_text: Callable[[str], list[int]], bos: int | None
 ) -> list[int]:
@@ -143,10 +152,7 @@ def evaluate_cross_modal(
     from slam_recipes.evaluation.likelihood import aggregate, pair_outcomes, sequence_log_likelihoods
 
     check_directions(directions)
-
-    def encode_text(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
+    encode_text = text_encoder(tokenizer)
     results = {}
     for direction in directions:
         start = time.perf_counter()
@@ -202,6 +208,15 @@ def speech_pairs_for_interleaved(benchmark, vocab, bos: int | None, eos: int | N
     )
 
 
+def speech_benchmarks_for_interleaved(benchmarks: dict, tokenizer, vocab) -> dict:
+    """`{name: PairBenchmark}` of speech-only benchmarks re-framed for an interleaved model with `tokenizer` (its
+    BOS and EOS) and `vocab` (`speech_pairs_for_interleaved` on each)."""
+    return {
+        name: speech_pairs_for_interleaved(benchmark, vocab, tokenizer.bos_token_id, tokenizer.eos_token_id)
+        for name, benchmark in benchmarks.items()
+    }
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Generation across modalities
 # ---------------------------------------------------------------------------------------------------------------------
@@ -243,9 +258,7 @@ def generate_cross_modal(
     prompt `{"continuation": text (T endings) or unit indices (S endings), "stopped_at_eos": bool}`."""
     from slam_recipes.evaluation.generation import generate_token_ids
 
-    def encode_text(text: str) -> list[int]:
-        return tokenizer(text, add_special_tokens=False)["input_ids"]
-
+    encode_text = text_encoder(tokenizer)
     sequences = [
         cross_modal_prompt_ids(prompt, direction, vocab=vocab, encode_text=encode_text, bos=tokenizer.bos_token_id)
         for prompt in prompts
@@ -289,7 +302,7 @@ def continue_across_modalities(
     naming the prompt when it lacks its modality (a text prompt needs a text column)."""
     import os
 
-    from slam_recipes.evaluation.generation import GENERATIONS_FILE, write_generations, write_wav
+    from slam_recipes.evaluation.generation import GENERATIONS_FILE, vocode_records, write_generations
 
     check_directions([direction])
     for prompt in prompts:
@@ -311,15 +324,10 @@ def continue_across_modalities(
             "prompt": prompt.units.tolist() if direction[0] == "S" else prompt.text, **out,
         })  # fmt: skip
     if vocoder is not None and direction[2] == "S":
-        rate = vocoder.config.sampling_rate
         speech = [(r["prompt"] if direction == "S2S" else []) + r["continuation"] for r in records]
-        for record, audio in zip(records, vocoder.synthesize(speech, args.vocoder_batch_size), strict=True):
-            record["audio"] = os.path.join("audio", f"{record['id']}.wav")
-            write_wav(os.path.join(output_dir, record["audio"]), audio, rate)
+        vocode_records(vocoder, records, speech, output_dir, args.vocoder_batch_size)
     if vocoder is not None and direction[0] == "S":
-        starts = vocoder.synthesize([r["prompt"] for r in records], args.vocoder_batch_size)
-        for record, audio in zip(records, starts, strict=True):
-            record["prompt_audio"] = os.path.join("audio", f"{record['id']}_prompt.wav")
-            write_wav(os.path.join(output_dir, record["prompt_audio"]), audio, vocoder.config.sampling_rate)
+        prompts_spoken = [r["prompt"] for r in records]
+        vocode_records(vocoder, records, prompts_spoken, output_dir, args.vocoder_batch_size, key="prompt_audio")
     write_generations(os.path.join(output_dir, GENERATIONS_FILE), records)
     return records

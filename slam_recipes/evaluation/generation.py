@@ -148,17 +148,27 @@ def continue_prompts(model, prompts: list[Prompt], args, output_dir: str, vocode
         records.append(record)
     waveforms = []
     if vocoder is not None:
-        rate = vocoder.config.sampling_rate
-        full = vocoder.synthesize([r["prompt"] + r["continuation"] for r in records], args.vocoder_batch_size)
-        starts = vocoder.synthesize([r["prompt"] for r in records], args.vocoder_batch_size)
-        for record, audio, prompt_audio in zip(records, full, starts, strict=True):
-            record["audio"] = os.path.join("audio", f"{record['id']}.wav")
-            record["prompt_audio"] = os.path.join("audio", f"{record['id']}_prompt.wav")
-            write_wav(os.path.join(output_dir, record["audio"]), audio, rate)
-            write_wav(os.path.join(output_dir, record["prompt_audio"]), prompt_audio, rate)
-        waveforms = full
+        size = args.vocoder_batch_size
+        waveforms = vocode_records(
+            vocoder, records, [r["prompt"] + r["continuation"] for r in records], output_dir, size
+        )
+        vocode_records(vocoder, records, [r["prompt"] for r in records], output_dir, size, key="prompt_audio")
     write_generations(os.path.join(output_dir, GENERATIONS_FILE), records)
     return records, waveforms
+
+
+def vocode_records(
+    vocoder, records: list[dict], units: list[list[int]], output_dir: str, batch_size: int, key: str = "audio"
+) -> list:
+    """Synthesize each record's `units` (unit indices) with `vocoder`, write `<output_dir>/audio/<id>.wav` (key
+    "audio") or `audio/<id>_prompt.wav` (key "prompt_audio"), and store that path in the record under `key`.
+    Returns the waveforms."""
+    suffix = "_prompt" if key == "prompt_audio" else ""
+    waveforms = vocoder.synthesize(units, batch_size)
+    for record, audio in zip(records, waveforms, strict=True):
+        record[key] = os.path.join("audio", f"{record['id']}{suffix}.wav")
+        write_wav(os.path.join(output_dir, record[key]), audio, vocoder.config.sampling_rate)
+    return waveforms
 
 
 def write_generations(path: str, records: list[dict]) -> None:

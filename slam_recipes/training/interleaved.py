@@ -18,10 +18,10 @@ def build_interleaved_pretraining(model_args, data_args, training_args):
     architecture with random weights); the recipe's sources read by their columns, interleaved, mixed and packed
     (`data.interleaving.build_interleaved_datasets`), prepared on the main process first; and the recipe's
     speech-only `benchmarks`, framed as the model's speech-only rows
-    (`evaluation.cross_modal.speech_pairs_for_interleaved`). Raises ConfigError for options an interleaved model
+    (`evaluation.cross_modal.speech_benchmarks_for_interleaved`). Raises ConfigError for options an interleaved model
     does not take yet: model_config_overrides and rope_theta."""
     from slam_recipes.data.interleaving import build_interleaved_datasets
-    from slam_recipes.evaluation.cross_modal import speech_pairs_for_interleaved
+    from slam_recipes.evaluation.cross_modal import speech_benchmarks_for_interleaved
     from slam_recipes.evaluation.likelihood import load_benchmarks
     from slam_recipes.modeling.interleaved import build_interleaved_lm
 
@@ -46,8 +46,4 @@ def build_interleaved_pretraining(model_args, data_args, training_args):
             text_column=data_args.text_column,
             seed=training_args.seed,
         )
-    benchmarks = {
-        name: speech_pairs_for_interleaved(benchmark, vocab, tokenizer.bos_token_id, tokenizer.eos_token_id)
-        for name, benchmark in benchmarks.items()
-    }
-    return model, tokenizer, train, evaluation, benchmarks
+    return model, tokenizer, train, evaluation, speech_benchmarks_for_interleaved(benchmarks, tokenizer, vocab)
