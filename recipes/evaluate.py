@@ -53,6 +53,7 @@ def main() -> None:
     from slam_recipes.evaluation.generative import evaluate_generation, load_asr, load_text_lm
     from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks, results_markdown, write_results
     from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
+    from slam_recipes.precision import default_device
 
     output_dir = args.output_dir or (
         args.model_name_or_path
@@ -72,7 +73,7 @@ def main() -> None:
     if args.prompts and interleaved is not None:
         raise ConfigError("the generative metrics (prompts) score speech-only models; this model is interleaved")
     if args.prompts:  # the generative metrics' models, loaded first so a wrong name costs seconds
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = default_device(args.device)
         vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=device)
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
         scorers = {

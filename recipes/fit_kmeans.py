@@ -22,14 +22,13 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((TokenizeArguments,), None)  # before the heavy imports: --help answers at once
 
-    import torch
-
     from slam_recipes.audio.features import build_feature_extractor
     from slam_recipes.audio.kmeans import check_save_path, fit_kmeans, inertia, save_centroids
     from slam_recipes.audio.tokenizer import sample_features
+    from slam_recipes.precision import default_device
 
     check_save_path(args.kmeans_path)  # before minutes of feature extraction and fitting
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args.device)
     extractor = build_feature_extractor(
         args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype,
         mfcc_frame_rate=args.mfcc_frame_rate, bf16_native_only=args.bf16_native_only,

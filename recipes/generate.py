@@ -35,8 +35,6 @@ def main() -> None:
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
-    import torch
-
     from slam_recipes.audio.vocoder import load_vocoder
     from slam_recipes.evaluation.cross_modal import check_prompt_modality, continue_across_modalities
     from slam_recipes.evaluation.generation import (
@@ -48,6 +46,7 @@ def main() -> None:
     from slam_recipes.evaluation.prompts import prompts_from_args
     from slam_recipes.files import atomic_write
     from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
+    from slam_recipes.precision import default_device
 
     interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
     if args.cross_modal_direction:
@@ -60,7 +59,7 @@ def main() -> None:
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
 
     # Prompts, checked against the direction before the model is loaded
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(args.device)
     prompts, how = prompts_from_args(args, device)
     check_prompt_modality(direction if interleaved is not None else None, how)
 

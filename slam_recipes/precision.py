@@ -55,6 +55,16 @@ def cpu_capability() -> dict:
     }
 
 
+def default_device(device: str | None = None) -> str:
+    """`device` when one is given ("cpu", "cuda:1", ...), else "cuda" where PyTorch sees a CUDA GPU and "cpu"
+    elsewhere: the device the recipes load their models to when `--device` is not set."""
+    if device:
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def native_bf16(device: str) -> tuple[bool, str]:
     """Whether `device` ("cpu", "cuda", "cuda:1", ...) computes bf16 natively, and why, in a few words. Devices other
     than CPU and CUDA (mps, xpu, ...) are trusted to do what they are asked."""

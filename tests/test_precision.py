@@ -10,7 +10,13 @@ import torch
 from conftest import REPO
 
 from slam_recipes.configs import PreferenceDataArguments, parse_recipe_args
-from slam_recipes.precision import choose_dtype, choose_training_precision, cpu_capability, native_bf16
+from slam_recipes.precision import (
+    choose_dtype,
+    choose_training_precision,
+    cpu_capability,
+    default_device,
+    native_bf16,
+)
 from slam_recipes.training.arguments import ModelArguments, PretrainModelArguments, SlamDPOConfig
 
 
@@ -51,6 +57,14 @@ def test_inference_dtype_on_this_cpu():
     assert choose_dtype("bfloat16", "cpu", native_only=False).chosen == "bfloat16"
     assert choose_dtype("float16", "cpu").chosen == "float16"
     assert choose_dtype("float32", "cpu").chosen == "float32"
+
+
+def test_default_device_is_the_gpu_when_there_is_one(monkeypatch):
+    """The recipes' `--device` default. No GPU runs here: the CUDA query answers either way."""
+    for visible, expected in ((False, "cpu"), (True, "cuda")):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda visible=visible: visible)
+        assert default_device() == default_device(None) == default_device("") == expected
+        assert default_device("cpu") == "cpu" and default_device("cuda:1") == "cuda:1"  # a given device is kept
 
 
 def test_gpu_without_bf16_falls_back_to_fp16(monkeypatch):

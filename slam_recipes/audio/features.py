@@ -272,10 +272,10 @@ class HubertFeatures:
     ):
         from transformers import AutoConfig, HubertModel
 
-        from slam_recipes.precision import load_dtype
+        from slam_recipes.precision import default_device, load_dtype
 
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        torch_dtype = load_dtype(dtype, str(device), bf16_native_only, "feature model")
+        device = default_device(device)
+        torch_dtype = load_dtype(dtype, device, bf16_native_only, "feature model")
         try:
             config = AutoConfig.from_pretrained(model_name_or_path)
         except OSError as err:

@@ -30,6 +30,7 @@ from torch.nn import functional as F
 from slam_recipes.audio.downloads import is_url, resolve_file
 from slam_recipes.errors import ConfigError, first_line
 from slam_recipes.files import atomic_path, atomic_write
+from slam_recipes.precision import default_device
 
 _UNSUPPORTED = ("f0", "multispkr", "multistyle")  # conditioning the unit-only vocoders of the paper do not use
 
@@ -311,5 +312,5 @@ def load_vocoder(
         model.load_state_dict(fold_weight_norm(state))
     except RuntimeError as err:
         raise ConfigError(f"{checkpoint_file}: does not match its config {config_file}: {first_line(err)}") from err
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     return model.to(device).eval()

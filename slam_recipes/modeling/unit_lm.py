@@ -216,12 +216,11 @@ def load_causal_lm(
     """A causal LM for inference, in eval mode, on `device` (default: CUDA when available). `dtype="auto"` is
     bfloat16 on a GPU that computes it natively, float16 on one that does not, float32 on CPU; `bfloat16` falls back
     the same way unless `bf16_native_only` is False (see `slam_recipes.precision.choose_dtype`)."""
-    import torch
     from transformers import AutoModelForCausalLM
 
-    from slam_recipes.precision import load_dtype
+    from slam_recipes.precision import default_device, load_dtype
 
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = default_device(device)
     kwargs: dict[str, Any] = {"dtype": load_dtype(dtype, device, bf16_native_only, "speech LM")}
     if revision:
         kwargs["revision"] = revision
