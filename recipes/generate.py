@@ -15,7 +15,8 @@ Usage:
     python recipes/generate.py --model_name_or_path outputs/demo-sims/pretrain --prompts data/demo/eval/tsc_cross.parquet --prompts_column prompt --prompt_seconds null --cross_modal_direction S2T --num_prompts 8 --output_dir outputs/demo-sims-generate
     python recipes/generate.py --model_name_or_path outputs/demo-sims/pretrain --prompts data/demo/eval/tsc_cross.parquet --prompts_column prompt_text --cross_modal_direction T2S --num_prompts 8 --output_dir outputs/demo-sims-generate-t2s
 
-Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos; load it with
+Output: <output_dir>/generations.jsonl (id, prompt and continuation units, stopped_at_eos, and source_id, the row's
+own id when the file-safe id differs from it; load it with
 `datasets.load_dataset("json", ...)`), and with a vocoder audio/<id>.wav (prompt + continuation),
 audio/<id>_prompt.wav and index.html for listening. Across modalities each record also names its direction, and a
 text prompt or continuation is a string; only unit continuations are vocoded.
@@ -36,16 +37,19 @@ def main() -> None:
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
     from slam_recipes.audio.vocoder import load_vocoder
+    from slam_recipes.errors import ConfigError
     from slam_recipes.evaluation.cross_modal import check_prompt_modality, continue_across_modalities
     from slam_recipes.evaluation.generation import (
         GENERATIONS_FILE,
         check_vocoder,
         continue_prompts,
+        remove_stale_outputs,
         write_listening_page,
     )
     from slam_recipes.evaluation.prompts import prompts_from_args
     from slam_recipes.files import atomic_write
     from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
+    from slam_recipes.modeling.unit_lm import check_unit_lm
     from slam_recipes.precision import default_device
 
     interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
@@ -53,13 +57,20 @@ def main() -> None:
         require_interleaved(interleaved, args.model_name_or_path, args.num_units, "cross_modal_direction")
     direction = args.cross_modal_direction or "S2S"
 
+    if os.path.isfile(os.path.join(args.output_dir, GENERATIONS_FILE)) and not args.overwrite_output_dir:
+        raise ConfigError(
+            f"{args.output_dir}: holds generations already; choose another output_dir or pass overwrite_output_dir"
+        )
+
     # The vocoder first, so a mismatch with the speech LM costs no time
-    vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=args.device) if args.vocoder_path else None
+    device = default_device(args.device)
+    vocoder = load_vocoder(args.vocoder_path, args.vocoder_config, device=device) if args.vocoder_path else None
     if vocoder is not None:
         check_vocoder(vocoder, args.num_units, args.vocoder_path)
+    if interleaved is None:  # a num_units the model does not have is reported against it, not against the prompts
+        check_unit_lm(args.model_name_or_path, args.num_units, args.model_revision)
 
     # Prompts, checked against the direction before the model is loaded
-    device = default_device(args.device)
     prompts, how = prompts_from_args(args, device)
     check_prompt_modality(direction if interleaved is not None else None, how)
 
@@ -83,6 +94,7 @@ def main() -> None:
     audio = any("audio" in r or "prompt_audio" in r for r in records)  # S→T: only the prompt is spoken
     if audio:
         write_listening_page(os.path.join(args.output_dir, "index.html"), records, f"{args.model_name_or_path}")
+    remove_stale_outputs(args.output_dir, records, audio)  # an earlier run's audio and page, when overwritten
     unit = "units" if direction.endswith("S") else "characters"
     print(
         f"{len(records)} continuations, {new_units} new {unit} ({new_units / max(seconds, 1e-9):.1f} {unit}/s), "

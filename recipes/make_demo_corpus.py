@@ -33,7 +33,7 @@ def main() -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.INFO)
     (args,) = parse_recipe_args((DemoCorpusArguments,))
-    check_build_options(args.only, args.max_rows)
+    check_build_options(args.only, args.max_rows, args.kmeans_path)
     names = args.only or list(DATASETS)
     options = {
         "only": names,

@@ -39,15 +39,17 @@ def main() -> None:
         build_segmenter,
         check_run_settings,
         clear_run,
+        open_audio_source,
         tokenize_audio,
         write_report,
     )
     from slam_recipes.files import atomic_write
+    from slam_recipes.precision import default_device
 
     if not args.output_dir:
         raise ConfigError("output_dir is required")
     state = PartialState(cpu=not torch.cuda.is_available())  # CPU processes (torchrun) share the work over gloo
-    device = args.device or str(state.device)
+    device = default_device(args.device) if args.device else str(state.device)
     stale = check_run_settings(args.output_dir, args.settings(), overwrite=args.overwrite_output_dir)
 
     # Model: features and centroids, checked against each other before any audio is read
@@ -55,6 +57,13 @@ def main() -> None:
         centroids = load_centroids(args.kmeans_path, allow_pickle=args.allow_pickle_kmeans)
     extractor, assigner = build_audio_tokenizer(args, device, args.dtype, centroids)
     segmenter = build_segmenter(args, extractor)  # its settings are checked before anything is written
+    opened = open_audio_source(  # and the source: a wrong path or column writes nothing
+        args.dataset_name,
+        split=args.dataset_split,
+        config_name=args.dataset_config,
+        streaming=args.streaming,
+        audio_columns=args.audio_columns,
+    )
     if state.is_main_process:
         if stale:  # overwrite_output_dir over a run with other settings: its shards must not be kept
             clear_run(args.output_dir)
@@ -80,6 +89,7 @@ def main() -> None:
         segmenter=segmenter,
         process_index=state.process_index,
         num_processes=state.num_processes,
+        opened=opened,
     )
     print(
         f"process {state.process_index}: {summary['shards_written']} shards written, {summary['shards_skipped']} "

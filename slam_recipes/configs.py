@@ -6,9 +6,12 @@ Nothing here imports torch, transformers or TRL at module level, so parsing a no
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import functools
 import math
 import os
+import re
 import sys
 import warnings
 from collections.abc import Sequence
@@ -467,12 +470,22 @@ class GenerateArguments(GenerationArguments, SpeechLMArguments):
             "a text column (prompts_column)."
         },
     )
+    overwrite_output_dir: bool = field(
+        default=False,
+        metadata={
+            "help": "Write into an output_dir that holds generations already (its audio and page are replaced)."
+        },
+    )
 
     def __post_init__(self):
         self.check_model()
         self.check_generation()
         if self.cross_modal_direction is not None:
             check_cross_modal_directions([self.cross_modal_direction], "cross_modal_direction")
+            if self.cross_modal_direction == "T2T" and self.vocoder_path:
+                raise ConfigError(
+                    "vocoder_path: a T2T generation has no speech to vocode (prompt and ending are text)"
+                )
         if not self.prompts:
             raise ConfigError("prompts is required (a folder of audio files, an audio dataset or a units dataset)")
         if not self.output_dir:
@@ -603,15 +616,27 @@ def _other_stage_hint(names) -> str:
 
 
 def parse_recipe_args(dataclass_types, args: list[str] | None = None):
-    """Parse `--config recipe.yaml` plus CLI flags into the given dataclasses; every problem is a ConfigError."""
+    """Parse `--config recipe.yaml` plus CLI flags into the given dataclasses; every problem is a ConfigError: an
+    unknown option or a value of the wrong type (argparse's own message, on one line), an `output_dir` that is a
+    file."""
     from trl import TrlParser
 
-    from slam_recipes.recipe_help import store_help, wants_help
+    from slam_recipes.recipe_help import HELP_WIDTH, store_help, wants_help
 
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
     recipe = read_recipe(config_path, recipe_fields(dataclass_types)) if config_path is not None else None
-    parser = TrlParser(dataclass_types)
+    flags = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+
+    class RecipeParser(TrlParser):
+        def error(self, message):  # argparse's hook for a bad value: one `error:` line, not the usage text
+            option = re.match(r"argument --([\w.-]+)", message)
+            named = option.group(1).replace("-", "_") if option else None
+            given = named is None or named in {f.replace("-", "_") for f in flags} or config_path is None
+            raise ConfigError(f"{'command line' if given else config_path}: {message}")
+
+    wrapped = functools.partial(argparse.ArgumentDefaultsHelpFormatter, width=HELP_WIDTH)  # stored: one width
+    parser = RecipeParser(dataclass_types, formatter_class=wrapped)
     if args is None and wants_help(argv):  # a recipe's --help: printed, and stored for the next time
         text = parser.format_help()
         store_help(sys.argv[0], argv, text)
@@ -619,21 +644,26 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
         sys.exit(0)
     try:
         if recipe is None:
-            return parser.parse_args_and_config(args=argv)
-        import tempfile
+            parsed = parser.parse_args_and_config(args=argv)
+        else:
+            import tempfile
 
-        with tempfile.TemporaryDirectory() as folder:  # TrlParser reads one file: the recipe as read_recipe merged it
-            merged = os.path.join(folder, os.path.basename(config_path))
-            with open(merged, "w") as f:
-                yaml.safe_dump(recipe, f, sort_keys=False)
-            return parser.parse_args_and_config(args=_with_config(argv, merged))
+            with tempfile.TemporaryDirectory() as folder:  # TrlParser reads one file: the recipe read_recipe merged
+                merged = os.path.join(folder, os.path.basename(config_path))
+                with open(merged, "w") as f:
+                    yaml.safe_dump(recipe, f, sort_keys=False)
+                parsed = parser.parse_args_and_config(args=_with_config(argv, merged))
     except ConfigError:
         raise
     except ValueError as err:
-        where = f"{config_path}: " if config_path else ""
-        flags = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
         unknown = [name for name in flags if name not in recipe_fields(dataclass_types)]
+        where = "command line: " if unknown else f"{config_path}: " if config_path else ""
         raise ConfigError(where + str(err).strip().splitlines()[0] + _other_stage_hint(unknown)) from err
+    for obj in parsed:
+        output_dir = getattr(obj, "output_dir", None)
+        if isinstance(output_dir, str) and os.path.exists(output_dir) and not os.path.isdir(output_dir):
+            raise ConfigError(f"output_dir {output_dir}: is a file, not a folder")
+    return parsed
 
 
 def resolved_recipe(parsed, args: list[str] | None = None) -> dict:

@@ -27,6 +27,17 @@ def first_line(err: BaseException) -> str:
     return text.splitlines()[0] if text else type(err).__name__
 
 
+def first_line_and_cause(err: BaseException) -> str:
+    """`first_line(err)`, then what it was raised from (`raise ... from cause`): its first line, and its last when it
+    has more (`datasets` wraps a cast or JSON parse failure in "An error occurred while generating the dataset",
+    whose cause says "Couldn't cast ... because column names don't match")."""
+    text, cause = first_line(err), err.__cause__
+    if cause is None:
+        return text
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    return f"{text}: {lines[0]}" + (f" … {lines[-1].strip()}" if len(lines) > 1 else "")
+
+
 def run_entry_point(main: Callable[[], object]) -> None:
     """Run a recipe's `main`; bad input exits with code 2 and a one-line `error: ...` on stderr, no traceback.
     `--help` is answered from the stored text when there is one (see `slam_recipes.recipe_help`)."""

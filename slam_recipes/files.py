@@ -1,6 +1,7 @@
 """Writing files whole: every file a reader may open while it is written (a run's records, evaluation results,
 generations, unit shards, centroids, the cached --help) goes through `atomic_path` or `atomic_write`, so a reader
-sees the old file or the whole new one, never a half-written one, and a failed write leaves nothing behind."""
+sees the old file or the whole new one, never a half-written one, and a failed write leaves nothing behind. And
+`file_builder`: which `datasets` builder reads a data file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,13 @@ import contextlib
 import os
 from collections.abc import Iterator
 from typing import IO
+
+DATA_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet", ".arrow": "arrow"}
+
+
+def file_builder(path: str) -> str | None:
+    """The `datasets` builder of a data file by its extension (`json`, `parquet`, `arrow`), or None."""
+    return DATA_FILE_BUILDERS.get(os.path.splitext(path)[1].lower())
 
 
 @contextlib.contextmanager

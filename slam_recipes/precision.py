@@ -57,12 +57,17 @@ def cpu_capability() -> dict:
 
 def default_device(device: str | None = None) -> str:
     """`device` when one is given ("cpu", "cuda:1", ...), else "cuda" where PyTorch sees a CUDA GPU and "cpu"
-    elsewhere: the device the recipes load their models to when `--device` is not set."""
-    if device:
-        return str(device)
+    elsewhere: the device the recipes load their models to when `--device` is not set. A CUDA device where PyTorch
+    sees none (a CPU build, no driver) is a ConfigError."""
     import torch
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    if not device:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        from slam_recipes.errors import ConfigError
+
+        raise ConfigError(f"device {device}: this PyTorch sees no CUDA GPU (torch.cuda.is_available() is False)")
+    return str(device)
 
 
 def native_bf16(device: str) -> tuple[bool, str]:

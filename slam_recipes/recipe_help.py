@@ -5,8 +5,9 @@ torch, transformers, accelerate and PEFT (about 7 s on a 2-core CPU). So the fir
 text the usual way (`configs.parse_recipe_args`) and stores it; the next ones print the stored text before anything
 heavy is imported. The stored text is keyed on everything it is made from: the script and the rest of the command
 line (a `--config` recipe sets the defaults shown, so its content counts too), this package's sources, the
-installed versions of the libraries whose fields it lists, Python's version and the terminal width (argparse wraps
-to it). `make install` stores the training recipes' plain help once.
+installed versions of the libraries whose fields it lists and Python's version. The text is wrapped at HELP_WIDTH
+columns whatever the terminal's width, so a resized terminal finds it stored too. `make install` stores the
+training recipes' plain help once.
 
 Stored under `$SLAM_RECIPES_CACHE` (default: `$XDG_CACHE_HOME/slam_recipes`, else `~/.cache/slam_recipes`).
 """
@@ -15,12 +16,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 
 from slam_recipes.files import atomic_write
 
 HELP_FLAGS = ("-h", "--help")
+HELP_WIDTH = 100  # columns the recipes' --help is wrapped at
 _LIBRARIES = ("transformers", "trl", "accelerate", "peft")
 
 
@@ -34,8 +35,7 @@ def cache_dir() -> str:
 
 
 def help_path(script: str, argv: list[str]) -> str:
-    """Where the help text of `script` run with `argv`, as this installation and terminal would print it, is
-    stored."""
+    """Where the help text of `script` run with `argv`, as this installation would print it, is stored."""
     from importlib.metadata import PackageNotFoundError, version
 
     digest = hashlib.sha256(repr(argv).encode())
@@ -61,7 +61,7 @@ def help_path(script: str, argv: list[str]) -> str:
             digest.update(f"{library}=={version(library)}".encode())
         except PackageNotFoundError:
             digest.update(f"{library} absent".encode())
-    digest.update(f"{sys.version} {shutil.get_terminal_size().columns}".encode())
+    digest.update(sys.version.encode())
     name = os.path.splitext(os.path.basename(script))[0]
     return os.path.join(cache_dir(), "help", f"{name}-{digest.hexdigest()[:24]}.txt")
 

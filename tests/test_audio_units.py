@@ -395,6 +395,32 @@ def test_tokenize_bad_kmeans_one_line_exit_2(tmp_path, hubert_dir, case):
     assert not (out / "data").exists()
 
 
+def test_a_bad_audio_source_writes_nothing(tmp_path):
+    """The source is opened before the output folder is made: a wrong path leaves no settings file behind to refuse
+    the corrected rerun. A single data file is read by its type; one without audio says so; audio files have one
+    audio column, so another name is an error, not ignored."""
+    km = tmp_path / "km.safetensors"
+    save_centroids(str(km), torch.randn(16, 39))
+    out = tmp_path / "units"
+    args = ["--backend", "mfcc", "--kmeans_path", str(km), "--output_dir", str(out)]
+    result = run(TOKENIZE, *args, "--dataset_name", str(tmp_path / "nowhere"))
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert result.returncode == 2 and len(errors) == 1 and str(tmp_path / "nowhere") in errors[0], result.stderr
+    assert not out.exists()
+
+    table = tmp_path / "texts.parquet"
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"id": ["a"], "text": ["no audio here"]}), str(table))
+    with pytest.raises(DataError, match=r"texts.parquet: no audio column \(columns: \['id', 'text'\]\)"):
+        open_audio_source(str(table))
+    wavs = make_wavs(tmp_path / "wavs")
+    with pytest.raises(ConfigError, match=r"audio files have one audio column, 'audio'; audio_columns \['speech'\]"):
+        open_audio_source(str(wavs), audio_columns=["speech"])
+    assert open_audio_source(str(wavs), audio_columns=["audio"])[1] == ["audio"]
+
+
 def test_mfcc_frame_rate():
     from slam_recipes.errors import ConfigError
 

@@ -301,8 +301,29 @@ def test_unknown_yaml_key_is_an_error(tmp_path):
 def test_unknown_cli_flag_is_an_error(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model_name_or_path: x\n")
-    with pytest.raises(ConfigError, match=r"not used by the HfArgumentParser: \['--lerning_rate', '1'\]"):
+    with pytest.raises(ConfigError, match=r"^command line: Some specified arguments are not used by the Hf"):
         parse("--config", str(path), "--lerning_rate", "1")
+
+
+def test_a_bad_value_is_one_line_naming_where_it_came_from(tmp_path):
+    """argparse's own message for a value of the wrong type, without its usage text, and the recipe file or the
+    command line that gave the value."""
+    path = tmp_path / "r.yaml"
+    path.write_text("model_name_or_path: x\nlearning_rate: fast\n")
+    with pytest.raises(ConfigError) as caught:
+        parse("--config", str(path))
+    assert str(caught.value) == f"{path}: argument --learning_rate/--learning-rate: invalid float value: 'fast'"
+    with pytest.raises(ConfigError) as caught:
+        parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--seed", "forty")
+    assert str(caught.value) == "command line: argument --seed: invalid int value: 'forty'"
+
+
+def test_an_output_dir_that_is_a_file_is_an_error(tmp_path):
+    taken = tmp_path / "taken"
+    taken.write_text("a file the run must not touch\n")
+    with pytest.raises(ConfigError, match=f"^output_dir {taken}: is a file, not a folder$"):
+        parse("--config", os.path.join(REPO, "recipes/demo/pretrain.yaml"), "--output_dir", str(taken))
+    assert taken.read_text() == "a file the run must not touch\n"
 
 
 def test_dpo_starts_from_the_trained_weights(tmp_path, tiny_unit_lm_dir):

@@ -308,7 +308,8 @@ def test_prompts_in_the_wrong_modality_are_refused_before_any_model_loads(interl
         (tiny_unit_lm_dir, ["--prompts_column", "prompt_text"], "only an interleaved model continues text"),
     ):
         out = tmp_path / "out"
-        result = run_recipe(script, "--model_name_or_path", model, "--num_units", str(NUM_UNITS), "--prompts", prompts,
+        units = str(NUM_UNITS if model == folder else 500)  # each model's own unit count
+        result = run_recipe(script, "--model_name_or_path", model, "--num_units", units, "--prompts", prompts,
                             *extra, "--output_dir", str(out))  # fmt: skip
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
         assert result.stderr.strip().splitlines()[-1].startswith("error: ") and not out.exists()
@@ -325,7 +326,7 @@ def test_the_unit_count_and_the_model_path_are_checked(interleaved_lm, tiny_unit
         load_interleaved_tokenizer(folder, NUM_UNITS - 1)
     with pytest.raises(ConfigError, match="lacks 1 of the interleaved tokens"):
         load_interleaved_tokenizer(folder, NUM_UNITS + 1)
-    with pytest.raises(ConfigError, match="cannot load the model config"):
+    with pytest.raises(ConfigError, match="no-such-model: no such folder"):
         load_interleaved_tokenizer(str(tmp_path / "no-such-model"), NUM_UNITS)
 
 
@@ -368,6 +369,21 @@ def test_the_listening_page_shows_the_written_side_of_each_record(tmp_path):
     assert 'src="audio/a_prompt.wav"' in rows[0] and "<p>[" not in rows[0]
     assert "<td>T→S</td>" in rows[1] and "<p>two &quot;pigs&quot;</p>" in rows[1] and "3 units" in rows[1]
     assert 'src="audio/b.wav"' in rows[1]
+    assert "<th>continuation</th>" in (tmp_path / "index.html").read_text()  # no S→S row: no prompt in the audio
     write_listening_page(str(tmp_path / "speech.html"), [{"id": "c", "prompt": [1], "continuation": [2, 3]}], "s")
     page = (tmp_path / "speech.html").read_text()
     assert "direction" not in page and "<p>" not in page and "2 units" in page
+    assert "transcript" not in page and "PPL" not in page  # the generative metrics' columns, when they ran
+
+
+def test_t2t_has_nothing_to_vocode():
+    """S2T vocodes its spoken prompt and T2S its spoken ending; a vocoder given to T2T would be silently unused."""
+    from slam_recipes.configs import GenerateArguments, parse_recipe_args
+    from slam_recipes.errors import ConfigError
+
+    common = ["--model_name_or_path", "m", "--prompts", "p.parquet", "--output_dir", "o", "--vocoder_path", "v.pt"]
+    with pytest.raises(ConfigError, match=r"^vocoder_path: a T2T generation has no speech to vocode"):
+        parse_recipe_args((GenerateArguments,), [*common, "--cross_modal_direction", "T2T"])
+    for direction in ("S2T", "T2S", "S2S"):
+        (args,) = parse_recipe_args((GenerateArguments,), [*common, "--cross_modal_direction", direction])
+        assert args.vocoder_path == "v.pt"

@@ -215,6 +215,16 @@ def test_bad_sources(tmp_path):
         load(tmp_path, split="validation")  # a folder without validation files
     with pytest.raises(DataError, match=r"u.jsonl: data files have no 'validation' split"):
         load(tmp_path / "u.jsonl", split="validation")  # never silently evaluate on the training file
+    # what `datasets` wraps in "An error occurred while generating the dataset" is said on the same line
+    (tmp_path / "cut.jsonl").write_text('{"units": [1, 2]}\n{"units": [1,\n')
+    with pytest.raises(DataError, match=r"cut.jsonl: cannot load split 'train': .*: JSON parse error: .* in row 1$"):
+        load(tmp_path / "cut.jsonl")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    write_jsonl(mixed / "a.jsonl", [{"units": [1]}])
+    write_jsonl(mixed / "b.jsonl", [{"codes": [2]}])
+    with pytest.raises(DataError, match=r"mixed: cannot load split 'train': .*: Couldn't cast … because column names"):
+        load(mixed)
 
 
 # -- mixtures that cannot be sampled: one line naming the source, before anything is written ------------------------

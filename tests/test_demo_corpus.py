@@ -267,6 +267,9 @@ def test_corpus_arguments_and_output_dir_are_checked(tmp_path):
     with pytest.raises(ConfigError, match="max_rows must be a positive multiple of 32, got 10"):
         write_corpus(str(tmp_path / "new"), only=["eval/swuggy"], max_rows=10)
     assert not os.path.exists(tmp_path / "new")
+    with pytest.raises(ConfigError, match=r"kmeans_path km\.pt: the demo corpus takes \.safetensors or \.npy"):
+        write_corpus(str(tmp_path / "new"), only=["eval/swuggy"], max_rows=32, kmeans_path="km.pt")  # no pickles
+    assert not os.path.exists(tmp_path / "new")
     with pytest.raises(ConfigError, match="num_workers must be at least 1, got 0"):
         DemoCorpusArguments(num_workers=0)
     (tmp_path / "keep.txt").write_text("mine")

@@ -401,7 +401,7 @@ def test_evaluate_bad_input_one_line_exit_2_nothing_written(tmp_path, tiny_unit_
         "text_lm": (["--model_name_or_path", tiny_text_lm_dir, "--benchmarks", good],
                     "has vocab_size 1000, the unit tokenizer has 502"),
         "no_model": (["--model_name_or_path", str(tmp_path / "missing"), "--benchmarks", good],
-                     "missing: cannot load the model config"),
+                     "missing: no such folder"),
         "no_benchmarks": (["--model_name_or_path", tiny_unit_lm_dir], "benchmarks is empty"),
     }[case]  # fmt: skip
     result = run(EVALUATE, *cli, "--output_dir", str(out))

@@ -151,6 +151,17 @@ def test_unit_prompts_with_run_lengths_keep_the_straddling_unit(tmp_path):
     assert [p.units.tolist() for p in half] == [[7], [3]]  # 50 frames: unit 9 starts at frame 50
 
 
+def test_prompt_ids_are_file_names_and_keep_the_rows_own_ids(tmp_path):
+    """Ids name the audio files, so they are made file-safe and unique; the dataset's own id is kept beside one
+    that changed (`source_id`), whether it was edited, suffixed, or (ids that repeat) replaced by the row number."""
+    rows = [{"units": [1, 2], "id": i} for i in ("a/b", "a_b", "c")]
+    prompts, _ = load_prompts(write_jsonl(tmp_path / "p.jsonl", rows), num_units=500)
+    assert [(p.id, p.source_id) for p in prompts] == [("a_b", "a/b"), ("a_b-2", "a_b"), ("c", None)]
+    rows = [{"units": [1, 2], "id": "x"}] * 2
+    prompts, _ = load_prompts(write_jsonl(tmp_path / "twice.jsonl", rows), num_units=500)
+    assert [(p.id, p.source_id) for p in prompts] == [("twice-00000", "x"), ("twice-00001", "x")]
+
+
 def test_unit_prompts_from_a_pair_dataset(tmp_path):
     rows = [{"positive": list(range(i, i + 100)), "negative": [1, 2], "id": f"story{i}"} for i in range(3)]
     prompts, how = load_prompts(write_jsonl(tmp_path / "ssc.jsonl", rows), num_units=500, num_prompts=2)
@@ -406,6 +417,19 @@ def test_generate_recipe_writes_units_and_audio(tmp_path, tiny_unit_lm_dir, voco
         assert rate == vocoder.config.sampling_rate and len(written) == int(samples[0])
         np.testing.assert_allclose(written, audio[0, : int(samples[0])].numpy(), atol=2**-15 + 1e-6)
     assert (tmp_path / "gen" / "index.html").read_text().count("<audio") == 4
+    # the folder now holds a run: another one is refused, or replaces it whole (no earlier audio or page left)
+    before = (tmp_path / "gen" / "generations.jsonl").read_text()
+    again = ["generate.py", "--model_name_or_path", tiny_unit_lm_dir, "--prompts", prompts, "--num_prompts", "1",
+             "--max_new_tokens", "5", "--output_dir", str(tmp_path / "gen"), "--device", "cpu"]  # fmt: skip
+    result = run(*again)
+    assert result.returncode == 2 and result.stderr.strip().splitlines()[-1] == (
+        f"error: {tmp_path / 'gen'}: holds generations already; choose another output_dir or pass overwrite_output_dir"
+    )
+    assert (tmp_path / "gen" / "generations.jsonl").read_text() == before
+    result = run(*again, "--overwrite_output_dir", "true")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["id"] for r in read_jsonl(tmp_path / "gen" / "generations.jsonl")] == ["p-00000"]
+    assert os.listdir(tmp_path / "gen" / "audio") == [] and not (tmp_path / "gen" / "index.html").exists()
 
 
 @pytest.mark.parametrize(
@@ -414,6 +438,7 @@ def test_generate_recipe_writes_units_and_audio(tmp_path, tiny_unit_lm_dir, voco
         ("vocoder_units", "the vocoder has 500 units but the model has 100"),
         ("no_prompts", "prompts is required"),
         ("bad_audio", "broken.wav: unreadable audio"),
+        ("model_units", "vocabulary mismatch: "),  # the prompts' unit 450 fits the model: num_units is wrong
     ],
 )
 def test_generate_bad_input_one_line_exit_2(tmp_path, tiny_unit_lm_dir, vocoder_file, case, message):
@@ -426,6 +451,8 @@ def test_generate_bad_input_one_line_exit_2(tmp_path, tiny_unit_lm_dir, vocoder_
         km = tmp_path / "km.npy"
         np.save(km, np.random.default_rng(0).standard_normal((500, 39)).astype(np.float32))
         args += ["--prompts", str(tmp_path / "wavs"), "--backend", "mfcc", "--kmeans_path", str(km)]
+    elif case == "model_units":
+        args += ["--prompts", write_jsonl(tmp_path / "p.jsonl", [{"units": [450, 3]}]), "--num_units", "300"]
     result = run("generate.py", *args)
     lines = result.stderr.strip().splitlines()
     assert result.returncode == 2 and message in lines[-1] and lines[-1].startswith("error:"), result.stderr[-2000:]

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 import torch
 from conftest import TINY_CONFIGS, write_config
@@ -194,6 +196,28 @@ def test_vocabulary_mismatch_is_an_error(tmp_path):
     build_unit_tokenizer(500).save_pretrained(tmp_path / "unit-lm")
     with pytest.raises(ConfigError, match="has a unit tokenizer of 500 units, the recipe asks for num_units=300"):
         build_unit_lm(str(tmp_path / "unit-lm"), num_units=300)
+
+
+def test_a_model_that_is_not_there_is_named_as_such(tmp_path, monkeypatch):
+    """What a stage that starts from a trained model says when the folder is missing or holds no model, rather than
+    the Hub client's message about repo ids or connections (the tests run with HF_HUB_OFFLINE=1)."""
+    from slam_recipes.modeling.interleaved import load_interleaved_tokenizer
+    from slam_recipes.modeling.unit_lm import check_unit_lm
+
+    (tmp_path / "outputs").mkdir()
+    (tmp_path / "notes").mkdir()
+    monkeypatch.chdir(tmp_path)
+    cases = {
+        str(tmp_path / "gone"): "no such folder$",
+        "./gone": "no such folder$",
+        "outputs/gone": r"no such folder, nor a Hub model \(",  # `outputs/` is here: a local path, most likely
+        "notes": "no config.json in this folder: not a saved model$",
+        "no-such-model": "cannot load the model config: ",  # a Hub name: the client's own reason
+    }
+    for name, message in cases.items():
+        for check in (lambda n: check_unit_lm(n, 500), lambda n: load_interleaved_tokenizer(n, 500)):
+            with pytest.raises(ConfigError, match=f"^{re.escape(name)}: {message}"):
+                check(name)
 
 
 def test_tokenizer_comes_from_a_unit_checkpoint(tmp_path, tiny_text_lm_dir):

@@ -10,6 +10,7 @@ import torch
 from conftest import REPO
 
 from slam_recipes.configs import PreferenceDataArguments, parse_recipe_args
+from slam_recipes.errors import ConfigError
 from slam_recipes.precision import (
     choose_dtype,
     choose_training_precision,
@@ -60,11 +61,17 @@ def test_inference_dtype_on_this_cpu():
 
 
 def test_default_device_is_the_gpu_when_there_is_one(monkeypatch):
-    """The recipes' `--device` default. No GPU runs here: the CUDA query answers either way."""
+    """The recipes' `--device` default; a CUDA device where PyTorch sees none is one error line, not CUDA's
+    traceback. No GPU runs here: the CUDA query answers either way."""
     for visible, expected in ((False, "cpu"), (True, "cuda")):
         monkeypatch.setattr(torch.cuda, "is_available", lambda visible=visible: visible)
         assert default_device() == default_device(None) == default_device("") == expected
-        assert default_device("cpu") == "cpu" and default_device("cuda:1") == "cuda:1"  # a given device is kept
+        assert default_device("cpu") == "cpu"  # a given device is kept
+        if visible:
+            assert default_device("cuda:1") == "cuda:1"
+        else:
+            with pytest.raises(ConfigError, match=r"^device cuda:1: this PyTorch sees no CUDA GPU"):
+                default_device("cuda:1")
 
 
 def test_gpu_without_bf16_falls_back_to_fp16(monkeypatch):

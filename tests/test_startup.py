@@ -80,7 +80,8 @@ def test_every_recipe_answers_help_without_heavy_imports(tmp_path):
 
 
 def test_stored_help_follows_what_it_is_made_from(tmp_path, monkeypatch):
-    """A different terminal width, command line, recipe file content or script gets its own text, not a stale one."""
+    """A different command line, recipe file content or script gets its own text, not a stale one; a different
+    terminal width finds the same text, which is wrapped at a fixed width."""
     from slam_recipes import recipe_help
 
     monkeypatch.setenv("SLAM_RECIPES_CACHE", str(tmp_path / "cache"))
@@ -92,11 +93,30 @@ def test_stored_help_follows_what_it_is_made_from(tmp_path, monkeypatch):
     assert recipe_help.stored_help(str(script), argv) == "usage: v1\n"
     assert recipe_help.stored_help(str(script), ["--help"]) is None
     monkeypatch.setenv("COLUMNS", "61")
-    assert recipe_help.stored_help(str(script), argv) is None
-    monkeypatch.delenv("COLUMNS")
     assert recipe_help.stored_help(str(script), argv) == "usage: v1\n"
+    monkeypatch.delenv("COLUMNS")
     recipe.write_text("learning_rate: 0.2\n")  # a recipe's values are the defaults --help shows
     assert recipe_help.stored_help(str(script), argv) is None
     recipe.write_text("learning_rate: 0.1\n")
     script.write_text("print('v2')\n")
     assert recipe_help.stored_help(str(script), argv) is None
+
+
+def test_help_is_wrapped_at_a_fixed_width(tmp_path, monkeypatch, capsys):
+    """The stored text serves every terminal, so it is the same whatever `COLUMNS` says, and no wider than
+    HELP_WIDTH (but for an option's own names and metavars, which argparse never breaks)."""
+    from slam_recipes.configs import EvalArguments, parse_recipe_args
+    from slam_recipes.recipe_help import HELP_WIDTH
+
+    monkeypatch.setenv("SLAM_RECIPES_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sys, "argv", [os.path.join(REPO, "recipes", "evaluate.py"), "--help"])
+    texts = []
+    for columns in ("61", "200"):
+        monkeypatch.setenv("COLUMNS", columns)
+        with pytest.raises(SystemExit) as stopped:
+            parse_recipe_args((EvalArguments,))
+        assert stopped.value.code == 0
+        texts.append(capsys.readouterr().out)
+    assert texts[0] == texts[1] and "--max_pairs" in texts[0]
+    wide = [line for line in texts[0].splitlines() if len(line) > HELP_WIDTH]
+    assert all(line.startswith("  --") for line in wide), wide

@@ -351,7 +351,9 @@ def build_feature_extractor(
 ):
     """`hubert` (any HuBERT-family checkpoint at `layer`) or `mfcc` (offline, at `mfcc_frame_rate` frames/s)."""
     if backend == "mfcc":
-        return MFCCFeatures(device=device or "cpu", frame_rate=mfcc_frame_rate)
+        from slam_recipes.precision import default_device
+
+        return MFCCFeatures(device=default_device(device) if device else "cpu", frame_rate=mfcc_frame_rate)
     if backend == "hubert":
         if not model_name_or_path:
             raise ConfigError("backend hubert needs feature_model (e.g. slprl/mhubert-base-25hz)")

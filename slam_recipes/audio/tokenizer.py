@@ -31,8 +31,8 @@ from slam_recipes.audio.features import (
     samples_before_resampling,
 )
 from slam_recipes.audio.segmentation import ALIGNMENT_COLUMN, Segment, Segmenter, slice_alignment
-from slam_recipes.errors import ConfigError, DataError, first_line
-from slam_recipes.files import atomic_path, atomic_write
+from slam_recipes.errors import ConfigError, DataError, first_line_and_cause
+from slam_recipes.files import atomic_path, atomic_write, file_builder
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +63,11 @@ def open_audio_source(
     `{"file": relative path, "audio": absolute path}`; an HF audio dataset (Hub name, `save_to_disk` folder, data
     files) gives its rows with every audio column left undecoded (bytes + path), to be read by `AudioReader`."""
     if is_audio_files(source):
+        if audio_columns and list(audio_columns) != ["audio"]:
+            raise ConfigError(
+                f"{source}: audio files have one audio column, 'audio'; audio_columns {list(audio_columns)} names "
+                "columns of an audio dataset"
+            )
         root, files = find_audio_files(source)
         rows = [{"file": f, "audio": os.path.join(root, f)} for f in files]
         return rows, ["audio"], len(rows)
@@ -75,10 +80,12 @@ def open_audio_source(
         ):
             dataset = load_from_disk(source)
             dataset = dataset[split] if hasattr(dataset, "keys") else dataset
+        elif os.path.isfile(source) and file_builder(source):  # one data file: its builder, as `dataset_name` does
+            dataset = load_dataset(file_builder(source), data_files=source, split=split, streaming=streaming)
         else:
             dataset = load_dataset(source, config_name, split=split, streaming=streaming)
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
-        raise DataError(f"{source}: cannot load split {split!r}: {first_line(err)}") from err
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line_and_cause(err)}") from err
     features = dataset.features or {}
     found = [name for name, feature in features.items() if isinstance(feature, Audio)]
     columns = audio_columns or found
@@ -167,7 +174,12 @@ def build_audio_tokenizer(args, device: str, dtype: str = "auto", centroids: tor
         bf16_native_only=getattr(args, "bf16_native_only", True),
     )
     assigner = NearestCentroid(centroids, device)
-    assigner.check_dimension(extractor.dim, f"{args.backend} {args.feature_model or ''} layer {args.layer}".strip())
+    features = (
+        f"mfcc at {args.mfcc_frame_rate} frames/s"
+        if args.backend == "mfcc"
+        else f"{args.backend} {args.feature_model or ''} layer {args.layer}"
+    )
+    assigner.check_dimension(extractor.dim, features)
     return extractor, assigner
 
 
@@ -471,12 +483,14 @@ def tokenize_audio(
     process_index: int = 0,
     num_processes: int = 1,
     disable_progress: bool = False,
+    opened: tuple | None = None,
 ) -> dict:
     """Tokenise `source` into the units dataset `output_dir`; this process takes shards `index % num_processes ==
     process_index` and skips shards already done. `segmenter` cuts long recordings when the source has one audio
-    column (rows of several, such as preference pairs, are aligned and stay whole). Returns a summary (shards
-    written / skipped, files, rows, seconds)."""
-    rows, columns, total = open_audio_source(
+    column (rows of several, such as preference pairs, are aligned and stay whole). `opened` is what
+    `open_audio_source` returned for `source` when the caller opened it already (to check it before writing
+    anything). Returns a summary (shards written / skipped, files, rows, seconds)."""
+    rows, columns, total = opened or open_audio_source(
         source, split=split, config_name=config_name, streaming=streaming, audio_columns=audio_columns
     )
     if segmenter is not None and len(columns) > 1:

@@ -19,11 +19,11 @@ from datasets import concatenate_datasets, interleave_datasets, load_dataset, lo
 
 from slam_recipes.configs import DATASET_CONFIG_KEYS, check_mixture
 from slam_recipes.data.packing import pack
-from slam_recipes.errors import DataError, first_line
+from slam_recipes.errors import DataError, first_line_and_cause
+from slam_recipes.files import file_builder
 from slam_recipes.units import NUM_SPECIAL, frame_units, parse_unit_strings
 
 UNITS_COLUMNS = ("units", "audio_repr")  # slamkit features JSONL / slamkit tokens JSONL
-_FILE_BUILDERS = {".jsonl": "json", ".json": "json", ".gz": "json", ".parquet": "parquet", ".arrow": "arrow"}
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ def load_source(
                     raise DataError(f"{source}: a single saved Dataset has no {split!r} split")
                 return [(source, load_from_disk(source))]
             return [(label, load_dataset(source, config_name, split=split, **by_builder))]
-        if glob.has_magic(source) or _builder(source):
+        if glob.has_magic(source) or file_builder(source):
             files = sorted(glob.glob(source))
             if not files:
                 raise DataError(f"{source}: no such file")
@@ -72,7 +72,7 @@ def load_source(
                 )
             loaded = []
             for path in files:
-                builder = _builder(path)
+                builder = file_builder(path)
                 if builder is None:
                     raise DataError(f"{path}: unsupported file type (use .jsonl, .json, .parquet or .arrow)")
                 loaded.append((path, load_dataset(builder, data_files=path, split="train")))
@@ -83,11 +83,7 @@ def load_source(
     except DataError:
         raise
     except Exception as err:  # whatever `datasets` raises for a bad source becomes one line naming it
-        raise DataError(f"{source}: cannot load split {split!r}: {first_line(err)}") from err
-
-
-def _builder(path: str) -> str | None:
-    return _FILE_BUILDERS.get(os.path.splitext(path)[1].lower())
+        raise DataError(f"{source}: cannot load split {split!r}: {first_line_and_cause(err)}") from err
 
 
 def detect_units_column(dataset, label: str, units_column: str | None = None) -> str:
@@ -120,7 +116,8 @@ def check_units_column(dataset, column: str, label: str) -> None:
         return
     if inner is None and dtype in ("string", "large_string"):
         return
-    kind = f"lists of {dtype}" if inner is not None else (dtype or type(feature).__name__)
+    element = dtype or ("structs" if isinstance(inner, dict) else type(inner).__name__)  # a list of dicts: no dtype
+    kind = f"lists of {element}" if inner is not None else (dtype or type(feature).__name__)
     raise DataError(f"{label}: column {column!r} holds {kind}; expected integer lists or <UnK> strings")
 
 

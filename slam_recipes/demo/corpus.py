@@ -299,10 +299,16 @@ def read_rows(path: str) -> list[dict]:
     return pq.read_table(path).to_pylist()
 
 
-def check_build_options(only: list[str] | None = None, max_rows: int | None = None) -> None:
-    """A `ConfigError` for a dataset name that is not in DATASETS, or a `max_rows` that is not a positive multiple of
-    CHUNK_ROWS (the audio is spoken in chunks of that many rows, so a part reproduces the whole's first rows)."""
+def check_build_options(
+    only: list[str] | None = None, max_rows: int | None = None, kmeans_path: str | None = None
+) -> None:
+    """A `ConfigError` for a dataset name that is not in DATASETS, a `max_rows` that is not a positive multiple of
+    CHUNK_ROWS (the audio is spoken in chunks of that many rows, so a part reproduces the whole's first rows), or a
+    `kmeans_path` that is not a .safetensors or .npy file (the corpus reads no pickles)."""
     from slam_recipes.errors import ConfigError
+
+    if kmeans_path and os.path.splitext(kmeans_path)[1].lower() not in (".safetensors", ".npy"):
+        raise ConfigError(f"kmeans_path {kmeans_path}: the demo corpus takes .safetensors or .npy centroids")
 
     unknown = sorted(set(only or []) - set(DATASETS))
     if unknown:
@@ -319,7 +325,7 @@ def write_corpus(output_dir: str, *, overwrite: bool = False, **kwargs) -> dict:
 
     from slam_recipes.errors import ConfigError
 
-    check_build_options(kwargs.get("only"), kwargs.get("max_rows"))
+    check_build_options(kwargs.get("only"), kwargs.get("max_rows"), kwargs.get("kmeans_path"))
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise ConfigError(f"{output_dir}: not empty; pass overwrite_output_dir to rebuild the corpus there")
     staging = output_dir.rstrip("/") + ".building"

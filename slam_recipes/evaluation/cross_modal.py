@@ -320,7 +320,8 @@ def continue_across_modalities(
     records = []
     for prompt, out in zip(prompts, outputs, strict=True):
         records.append({
-            "id": prompt.id, "direction": DIRECTION_NAMES[direction],
+            "id": prompt.id, **({"source_id": prompt.source_id} if prompt.source_id is not None else {}),
+            "direction": DIRECTION_NAMES[direction],
             "prompt": prompt.units.tolist() if direction[0] == "S" else prompt.text, **out,
         })  # fmt: skip
     if vocoder is not None and direction[2] == "S":

@@ -140,6 +140,8 @@ def continue_prompts(model, prompts: list[Prompt], args, output_dir: str, vocode
     records = []
     for prompt, out in zip(prompts, outputs, strict=True):
         record = {"id": prompt.id, "prompt": prompt.units.tolist(), "continuation": out["units"]}
+        if prompt.source_id is not None:
+            record["source_id"] = prompt.source_id
         record["stopped_at_eos"] = out["stopped_at_eos"]
         if prompt.text is not None:
             record["prompt_source_text"] = prompt.text
@@ -179,6 +181,20 @@ def write_generations(path: str, records: list[dict]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def remove_stale_outputs(output_dir: str, records: list[dict], page_written: bool) -> None:
+    """After a run into an output_dir that held an earlier one (`overwrite_output_dir`): remove the `audio/*.wav`
+    files no record names, and `index.html` when this run wrote none, so the folder describes this run only."""
+    keep = {os.path.normpath(r[key]) for r in records for key in ("audio", "prompt_audio") if r.get(key)}
+    folder = os.path.join(output_dir, "audio")
+    if os.path.isdir(folder):
+        for name in os.listdir(folder):
+            if name.endswith(".wav") and os.path.join("audio", name) not in keep:
+                os.remove(os.path.join(folder, name))
+    page = os.path.join(output_dir, "index.html")
+    if not page_written and os.path.isfile(page):
+        os.remove(page)
+
+
 def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
     import soundfile
 
@@ -193,9 +209,10 @@ def write_wav(path: str, audio: np.ndarray, sample_rate: int) -> None:
 
 
 def write_listening_page(path: str, records: list[dict], title: str) -> None:
-    """An HTML page: per prompt, its audio players (prompt, prompt + continuation), transcript, PPL, auto-BLEU and
-    the continuation's length. Across modalities (`continue_across_modalities` records), a written prompt or
-    continuation is shown as its text beside the audio of the spoken side, and each row names its direction."""
+    """An HTML page: per prompt, its audio players (prompt, prompt + continuation), transcript, PPL and auto-BLEU
+    (columns shown when the records have them: the generative metrics) and the continuation's length. Across
+    modalities (`continue_across_modalities` records), a written prompt or continuation is shown as its text beside
+    the audio of the spoken side, and each row names its direction."""
     import html
 
     def player(src):
@@ -205,6 +222,9 @@ def write_listening_page(path: str, records: list[dict], title: str) -> None:
         return f"<p>{html.escape(value)}</p>" if isinstance(value, str) else ""
 
     directions = any("direction" in r for r in records)
+    spoken_after_prompt = any(r.get("direction") == "S→S" for r in records)  # its audio holds the prompt too
+    continuation_header = f"<th>continuation{' (S→S: after its prompt)' if spoken_after_prompt else ''}</th>"
+    scored = any(r.get(key) is not None for r in records for key in ("transcript", "ppl", "auto_bleu"))
     rows = []
     for r in records:
         ppl = "" if r.get("ppl") is None else f"{r['ppl']:.1f}"
@@ -217,9 +237,8 @@ def write_listening_page(path: str, records: list[dict], title: str) -> None:
             + (f"<td>{html.escape(r.get('direction', ''))}</td>" if directions else "")
             + f"<td>{player(r.get('prompt_audio'))}{written(r.get('prompt'))}</td>"
             f"<td>{player(r.get('audio'))}{written(continuation)}</td>"
-            f"<td>{html.escape(r.get('transcript') or '')}</td>"
-            f"<td>{ppl}</td><td>{bleu}</td><td>{length}</td>"
-            "</tr>"
+            + (f"<td>{html.escape(r.get('transcript') or '')}</td><td>{ppl}</td><td>{bleu}</td>" if scored else "")
+            + f"<td>{length}</td></tr>"
         )
     page = (
         "<!doctype html>\n<html><head><meta charset='utf-8'>"
@@ -229,8 +248,9 @@ def write_listening_page(path: str, records: list[dict], title: str) -> None:
         f"<h1>{html.escape(title)}</h1>\n<table>\n<tr><th>id</th>"
         + ("<th>direction</th>" if directions else "")
         + "<th>prompt</th>"
-        + ("<th>continuation (S→S: after its prompt)</th>" if directions else "<th>prompt + continuation</th>")
-        + "<th>transcript</th><th>PPL</th><th>auto-BLEU</th><th>length</th></tr>\n"
+        + (continuation_header if directions else "<th>prompt + continuation</th>")
+        + ("<th>transcript</th><th>PPL</th><th>auto-BLEU</th>" if scored else "")
+        + "<th>length</th></tr>\n"
         + "\n".join(rows)
         + "\n</table>\n</body></html>\n"
     )

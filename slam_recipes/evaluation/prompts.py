@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +21,7 @@ class Prompt:
     units: np.ndarray  # unit indices (not token ids), already cut to the prompt length
     text: str | None = None  # a transcript of the source, when the dataset has one
     audio_path: str | None = None  # the source audio file, when the prompt came from audio
-    extra: dict = field(default_factory=dict)
+    source_id: str | None = None  # the dataset's own id of the row, when `id` (a file name) differs from it
 
 
 def cut_units(units: np.ndarray, durations: np.ndarray | None, max_frames: int) -> np.ndarray:
@@ -120,24 +120,27 @@ def _text_prompts(datasets, column: str, num_prompts: int | None) -> list[Prompt
         if num_prompts is not None:
             dataset = dataset.select(range(min(len(dataset), num_prompts - len(prompts))))
         table = dataset.with_format("arrow")[:]
-        names = _row_names(table, label)
+        names, sources = _row_names(table, label)
         for i, text in enumerate(table.column(column).to_pylist()):
             if not (text or "").strip():
                 raise DataError(f"{label} row {i}: empty text in column {column!r}")
-            prompts.append(Prompt(id=names[i], units=np.zeros(0, dtype=np.int64), text=text))
+            prompts.append(Prompt(id=names[i], units=np.zeros(0, dtype=np.int64), text=text, source_id=sources[i]))
         if num_prompts is not None and len(prompts) >= num_prompts:
             break
     return prompts
 
 
 def make_ids_unique(prompts: list[Prompt]) -> list[Prompt]:
-    """File names are built from ids: a repeated id gets `-2`, `-3`, ... appended."""
+    """File names are built from ids: a repeated id gets `-2`, `-3`, ... appended. A `source_id` equal to the final
+    id is dropped (it says nothing more)."""
     seen: dict[str, int] = {}
     for prompt in prompts:
         count = seen.get(prompt.id, 0) + 1
         seen[prompt.id] = count
         if count > 1:
             prompt.id = f"{prompt.id}-{count}"
+        if prompt.source_id == prompt.id:
+            prompt.source_id = None
     return prompts
 
 
@@ -184,14 +187,14 @@ def _unit_prompts(datasets, column, num_units, num_prompts, prompt_seconds, fram
         has_durations = durations_column in dataset.column_names
         durations = table.column(durations_column).to_pylist() if has_durations else None
         used_durations |= has_durations
-        names = _row_names(table, label)
+        names, sources = _row_names(table, label)
         texts = _row_texts(table, column)
         for i in range(len(offsets) - 1):
             units = values[offsets[i] : offsets[i + 1]]
             if prompt_seconds:
                 runs = np.asarray(durations[i]) if durations is not None else None
                 units = cut_units(units, runs, round(prompt_seconds * frame_rate))
-            prompts.append(Prompt(id=names[i], units=units, text=texts[i] if texts else None))
+            prompts.append(Prompt(id=names[i], units=units, text=texts[i] if texts else None, source_id=sources[i]))
         if num_prompts is not None and len(prompts) >= num_prompts:
             break
     if not prompts:
@@ -200,14 +203,17 @@ def _unit_prompts(datasets, column, num_units, num_prompts, prompt_seconds, fram
     return prompts, {"kind": "units", "column": column, "cut": cut, "resampled": 0}
 
 
-def _row_names(table, label: str) -> list[str]:
-    for name in ("id", "file", "name"):
-        if name in table.column_names:
-            values = [str(v) for v in table.column(name).to_pylist()]
-            if len(set(values)) == len(values):
-                return [_safe_name(v) for v in values]
+def _row_names(table, label: str) -> tuple[list[str], list[str | None]]:
+    """(file-safe names, the rows' own ids): names from the first of the `id`, `file`, `name` columns whose values
+    are unique, else `<source>-NNNNN`; own ids from the first of those columns there is (None without one)."""
+    present = [name for name in ("id", "file", "name") if name in table.column_names]
+    own = [str(v) for v in table.column(present[0]).to_pylist()] if present else [None] * table.num_rows
+    for name in present:
+        values = [str(v) for v in table.column(name).to_pylist()]
+        if len(set(values)) == len(values):
+            return [_safe_name(v) for v in values], own
     stem = _safe_name(os.path.basename(label.split(" [")[0]) or "prompt")
-    return [f"{stem}-{i:05d}" for i in range(table.num_rows)]
+    return [f"{stem}-{i:05d}" for i in range(table.num_rows)], own
 
 
 def _row_texts(table, column: str) -> list[str] | None:

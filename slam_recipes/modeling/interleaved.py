@@ -125,15 +125,15 @@ def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision
     found, and when the tokenizer has the markers but not `num_units` units (`InterleavedVocab.of`)."""
     from transformers import AutoConfig, AutoTokenizer
 
-    from slam_recipes.errors import first_line
+    from slam_recipes.modeling.unit_lm import model_load_error
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=revision)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError):
         try:
             AutoConfig.from_pretrained(model_name_or_path, revision=revision)
-        except (OSError, ValueError):
-            raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}") from err
+        except (OSError, ValueError) as err:
+            raise model_load_error(model_name_or_path, err) from err
         return None  # a model without a tokenizer: not an interleaved checkpoint
     if not {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):
         return None

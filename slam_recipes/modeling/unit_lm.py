@@ -155,6 +155,22 @@ def check_unit_vocab(config, num_units: int, what: str) -> None:
         )
 
 
+def model_load_error(model_name_or_path: str, err: BaseException) -> ConfigError:
+    """The one-line error for a model whose config cannot be loaded: a folder that holds no `config.json`, a local
+    path that does not exist (absolute, `./`, `~`, or under an existing folder: `outputs/run` when `outputs/` is
+    here), else the loader's own first line (a Hub name that is wrong, or offline without a cached copy)."""
+    path = os.path.expanduser(model_name_or_path)
+    if os.path.isdir(path) and not os.path.isfile(os.path.join(path, "config.json")):
+        return ConfigError(f"{model_name_or_path}: no config.json in this folder: not a saved model")
+    if not os.path.exists(path):
+        if os.path.isabs(path) or model_name_or_path.startswith((".", "~")):
+            return ConfigError(f"{model_name_or_path}: no such folder")
+        parent = os.path.dirname(path)
+        if parent and os.path.isdir(parent):
+            return ConfigError(f"{model_name_or_path}: no such folder, nor a Hub model ({first_line(err)})")
+    return ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}")
+
+
 def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None = None) -> None:
     """A stage that starts from a trained speech LM (DPO, evaluation) refuses a checkpoint whose vocabulary is not
     the units' (`check_unit_vocab`), before its weights are loaded."""
@@ -162,8 +178,8 @@ def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None 
 
     try:
         config = AutoConfig.from_pretrained(model_name_or_path, revision=revision)
-    except OSError as err:  # no such folder, no such Hub repo, or offline without a cached copy
-        raise ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}") from err
+    except (OSError, ValueError) as err:  # no such folder, no such Hub repo, or offline without a cached copy
+        raise model_load_error(model_name_or_path, err) from err
     check_unit_vocab(config, num_units, model_name_or_path)
 
 
