@@ -27,7 +27,7 @@ def main() -> None:
     from slam_recipes.audio.tokenizer import sample_features
     from slam_recipes.precision import default_device
 
-    check_save_path(args.kmeans_path)  # before minutes of feature extraction and fitting
+    check_save_path(args.kmeans_path, overwrite=args.overwrite_kmeans)  # before minutes of extraction and fitting
     device = default_device(args.device)
     extractor = build_feature_extractor(
         args.backend, args.feature_model, args.layer, device=device, dtype=args.dtype,

@@ -821,6 +821,7 @@ class TokenizeArguments(UnitTokenizerArguments):
     sample_hours: float = field(default=10.0, metadata={"help": "fit_kmeans: hours of audio sampled for fitting."})
     kmeans_steps: int = field(default=300, metadata={"help": "fit_kmeans: mini-batches of the fit."})
     kmeans_batch_size: int = field(default=10000, metadata={"help": "fit_kmeans: frames per mini-batch."})
+    overwrite_kmeans: bool = field(default=False, metadata={"help": "fit_kmeans: replace an existing kmeans_path."})
     seed: int = field(default=0, metadata={"help": "Sampling and initialisation seed."})
 
     def __post_init__(self):

@@ -340,6 +340,14 @@ def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):
                  "--kmeans_steps", "20", "--kmeans_batch_size", "200")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_centroids(str(km)).shape == (16, 39) and "inertia" in result.stdout
+    # a fitted k-means is not replaced by accident, nor saved under a name it would be read back wrongly by
+    fitted = km.read_bytes()
+    for path, message in ((km, "exists; choose another path or pass --overwrite_kmeans true"),
+                          (tmp_path / "km" / "k.txt", "fitted centroids are saved as .safetensors; name the file so")):  # fmt: skip
+        again = run(FIT, "--backend", "mfcc", "--dataset_name", str(wavs), "--num_clusters", "4",
+                    "--kmeans_path", str(path))  # fmt: skip
+        assert again.returncode == 2 and again.stderr.strip().splitlines()[-1].endswith(message), again.stderr
+    assert km.read_bytes() == fitted and not (tmp_path / "km" / "k.txt").exists()
     out = tmp_path / "units"
     args = ["--backend", "mfcc", "--dataset_name", str(wavs), "--kmeans_path", str(km), "--output_dir", str(out)]
     result = run(TOKENIZE, *args)

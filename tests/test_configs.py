@@ -361,6 +361,8 @@ def test_dpo_starts_from_the_trained_weights(tmp_path, tiny_unit_lm_dir):
         ("- a\n- b\n", "must be a YAML mapping"),
         ("a: [\n", "not valid YAML"),
         ("num_units: 70000\n", "num_units must be in"),
+        ("per_device_train_batch_size: 0\n", "per_device_train_batch_size must be at least 1, got 0"),
+        ("gradient_accumulation_steps: -2\n", "gradient_accumulation_steps must be at least 1, got -2"),
     ],
 )
 def test_bad_recipe_values(tmp_path, yaml_text, message):

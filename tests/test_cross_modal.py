@@ -387,3 +387,26 @@ def test_t2t_has_nothing_to_vocode():
     for direction in ("S2T", "T2S", "S2S"):
         (args,) = parse_recipe_args((GenerateArguments,), [*common, "--cross_modal_direction", direction])
         assert args.vocoder_path == "v.pt"
+
+
+def test_the_model_card_of_an_interleaved_model(interleaved_lm):
+    """The card states the extended vocabulary (the saved config's size) and the markers, and its snippet's prompt
+    tokenizes, with the checkpoint's own tokenizer, to the BOS, `<speech>` and the two units, as training lays it."""
+    from transformers import AutoTokenizer
+
+    from slam_recipes.training.hub import model_card
+
+    folder, model, tokenizer, vocab = interleaved_lm
+    summary = {"stage": "pretraining", "base_lm": "tiny", "recipe": {"interleaved": True},
+               "model": {"num_units": NUM_UNITS, "twist_init": True}}  # fmt: skip
+    card = model_card(folder, "me/sims", summary)
+    size = model.config.vocab_size
+    assert f"| vocabulary | {size:,}: the base LM's text tokens, 20 units `<Un0>` … `<Un19>` and the markers" in card
+    assert "An interleaved speech–text language model" in card and "- interleaved" in card and "textless" not in card
+    snippet = card.split("```python\n")[1].split("```")[0]
+    lines = [line for line in snippet.splitlines() if line.startswith(("text =", "prompt ="))]
+    scope = {"tokenizer": AutoTokenizer.from_pretrained(folder)}
+    exec("\n".join(lines), scope)
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    expected = bos + [vocab.speech_id, vocab.first_unit_id + 17, vocab.first_unit_id + 5]
+    assert scope["prompt"]["input_ids"][0].tolist() == expected

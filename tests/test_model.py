@@ -215,7 +215,12 @@ def test_a_model_that_is_not_there_is_named_as_such(tmp_path, monkeypatch):
         "no-such-model": "cannot load the model config: ",  # a Hub name: the client's own reason
     }
     for name, message in cases.items():
-        for check in (lambda n: check_unit_lm(n, 500), lambda n: load_interleaved_tokenizer(n, 500)):
+        checks = (
+            lambda n: check_unit_lm(n, 500),  # DPO and evaluation
+            lambda n: load_interleaved_tokenizer(n, 500),  # evaluation and generation
+            lambda n: build_unit_lm(n, twist_init=True),  # pretraining
+        )
+        for check in checks:
             with pytest.raises(ConfigError, match=f"^{re.escape(name)}: {message}"):
                 check(name)
 

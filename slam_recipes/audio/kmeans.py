@@ -15,12 +15,17 @@ from slam_recipes.files import atomic_path
 logger = logging.getLogger(__name__)
 
 
-def check_save_path(path: str) -> None:
-    """Centroids are saved to a local file: a URL (which `load_centroids` accepts) is a ConfigError."""
+def check_save_path(path: str, overwrite: bool = True) -> None:
+    """Centroids are saved to a local `.safetensors` file: a URL (which `load_centroids` accepts), another extension
+    (read back as a pickle), or an existing file without `overwrite` is a ConfigError."""
     from slam_recipes.audio.downloads import is_url
 
     if is_url(path):
         raise ConfigError(f"kmeans_path {path!r}: the fitted centroids are saved there, so it must be a local path")
+    if os.path.splitext(path)[1].lower() != ".safetensors":
+        raise ConfigError(f"kmeans_path {path}: fitted centroids are saved as .safetensors; name the file so")
+    if os.path.exists(path) and not overwrite:
+        raise ConfigError(f"kmeans_path {path}: exists; choose another path or pass --overwrite_kmeans true")
 
 
 def save_centroids(path: str, centroids: torch.Tensor) -> None:

@@ -315,7 +315,7 @@ def convert_benchmark(
     if layout not in LAYOUTS:
         raise DataError(f"unknown layout {layout!r}: choose one of {sorted(LAYOUTS)}")
     if os.path.exists(output_dir) and not overwrite:
-        raise DataError(f"{output_dir}: already exists (pass overwrite to replace it)")
+        raise DataError(f"{output_dir}: already exists (pass overwrite_output_dir to replace it)")
     records = LAYOUTS[layout](input_dir, **layout_options)
     table = UnitTable(units_source, num_units, units_column=units_column, file_column=file_column, dedup=dedup)
     rows: dict[str, list] = {"positive": [], "negative": [], "positive_file": [], "negative_file": []}

@@ -32,7 +32,10 @@ def build_unit_lm(model_name_or_path: str, num_units: int = 500, twist_init: boo
     register_attention(loading.get("attn_implementation"))
 
     check_unit_checkpoint(model_name_or_path, num_units)
-    config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.get("revision"))
+    try:
+        config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.get("revision"))
+    except (OSError, ValueError) as err:  # no such folder, no such Hub repo, or offline without a cached copy
+        raise model_load_error(model_name_or_path, err) from err
     apply_config_overrides(config, overrides, model_name_or_path)
     # Our special ids before the model is built: an embedding built with the base's padding_idx (OPT: 1, our `<S>`)
     # would keep that row at zero and never train it through the input lookup.

@@ -213,6 +213,13 @@ class TimeBudgetArguments:
             rate = float(kwargs["min_lr"]) / self.learning_rate
             self.lr_scheduler_kwargs = {k: v for k, v in kwargs.items() if k != "min_lr"} | {"min_lr_rate": rate}
 
+    def check_batch_sizes(self) -> None:
+        """Batch sizes and accumulation steps are counts: below 1 is a ConfigError now, not torch's sampler error
+        after the data is prepared and the output folder made."""
+        for name in ("per_device_train_batch_size", "per_device_eval_batch_size", "gradient_accumulation_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+
     def check_time_budget(self) -> None:
         self.min_lr_as_rate()
         self.check_resume()
@@ -231,6 +238,7 @@ class PretrainConfig(TimeBudgetArguments, BenchmarkArguments, TrainingArguments)
     )
 
     def __post_init__(self):
+        self.check_batch_sizes()
         self.choose_precision()
         super().__post_init__()
         self.check_time_budget()
@@ -242,6 +250,7 @@ class SlamDPOConfig(TimeBudgetArguments, BenchmarkArguments, DPOConfig):
     """TRL's `DPOConfig` plus the time budget and the benchmarks scored at each evaluation."""
 
     def __post_init__(self):
+        self.check_batch_sizes()
         self.choose_precision()
         super().__post_init__()
         self.check_time_budget()

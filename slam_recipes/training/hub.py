@@ -220,10 +220,12 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
     budget, hardware = summary.get("budget") or {}, summary.get("hardware", {})
     base_lm = summary.get("base_lm")
     name = (repo_id or os.path.basename(os.path.abspath(output_dir))).split("/")[-1]
+    interleaved = bool(summary.get("recipe", {}).get("interleaved"))
     metadata = ModelCardData(
         library_name="transformers",
         pipeline_tag="text-generation",
-        tags=list(CARD_TAGS),
+        tags=[t for t in CARD_TAGS if not (interleaved and t == "textless")]
+        + (["interleaved"] if interleaved else []),
         base_model=base_lm if _is_hub_id(base_lm) else None,
         datasets=[d for d in data.get("datasets", []) if _is_hub_id(d)] or None,
     )
@@ -231,11 +233,41 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
     parent = summary.get("parent")
     stage = summary.get("stage", "pretraining")
     lineage = f"{stage} of {parent['model']} ({parent['stage']})" if parent else stage
-    init = (
-        "TWIST: the text LM's weights, its vocabulary replaced by the units"
-        if model.get("twist_init")
-        else "random, from the text LM's architecture"
-    )
+    if interleaved:
+        extended = "its vocabulary extended by the units and the `<speech>` / `<text>` markers"
+        init = (
+            f"the text LM's weights, {extended}"
+            if model.get("twist_init")
+            else f"random, from the text LM's architecture, {extended}"
+        )
+        size = (_read_json(os.path.join(output_dir, "config.json")) or {}).get("vocab_size")
+        vocabulary = (
+            f"{_number(size) + ': ' if size else ''}the base LM's text tokens, {num_units} units `<Un0>` … "
+            f"`<Un{num_units - 1}>` and the markers `<speech>`, `<text>`"
+        )
+        what = (
+            "An interleaved speech–text language model (text, speech units, and utterances whose words switch "
+            "between the two, each switch marked) trained with slam-recipes the way SIMS does (Maimon et al., 2025, "
+            '"Scaling Analysis of Interleaved Speech-Text Language Models").'
+        )
+        prompt_lines = [
+            'text = (tokenizer.bos_token or "") + "<speech><Un17><Un5>"  # units of your audio, repeats removed',
+            'prompt = tokenizer(text, return_tensors="pt", add_special_tokens=False)',
+        ]
+    else:
+        init = (
+            "TWIST: the text LM's weights, its vocabulary replaced by the units"
+            if model.get("twist_init")
+            else "random, from the text LM's architecture"
+        )
+        vocabulary = f"{num_units + NUM_SPECIAL}: PAD = {PAD_ID}, `<S>` = {BOS_ID} (BOS and EOS), unit k = k + 2"
+        what = (
+            "A speech language model (a causal LM over discrete speech units) trained with slam-recipes, the way the "
+            "*Slamming* paper does (Maimon et al., 2025)."
+        )
+        prompt_lines = [
+            'prompt = tokenizer("<S><Un17><Un5>", return_tensors="pt")  # units of your audio, repeats removed'
+        ]
     recipe_text = yaml.safe_dump(summary.get("recipe", {}), sort_keys=False, allow_unicode=True)
     ratios = data.get("ratios")
     mixture = (
@@ -256,8 +288,7 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         "",
         f"# {name}",
         "",
-        "A speech language model (a causal LM over discrete speech units) trained with slam-recipes, the way the "
-        f"*Slamming* paper does (Maimon et al., 2025). This checkpoint: {lineage}"
+        f"{what} This checkpoint: {lineage}"
         + (", a checkpoint of a run still in progress." if summary.get("in_progress") else "."),
         "",
         "## Model",
@@ -267,7 +298,7 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         f"| base LM | `{base_lm}` |",
         f"| initialisation | {init if parent is None else 'from ' + parent['model']} |",
         f"| parameters | {_number(model.get('parameters'))} |",
-        f"| vocabulary | {num_units + NUM_SPECIAL}: PAD = {PAD_ID}, `<S>` = {BOS_ID} (BOS and EOS), unit k = k + 2 |",
+        f"| vocabulary | {vocabulary} |",
         f"| context | {_number(data.get('context_length'))} |",
         "",
         "## Unit tokenizer",
@@ -306,7 +337,7 @@ def model_card(output_dir: str, repo_id: str | None = None, summary: dict | None
         "",
         f'model = AutoModelForCausalLM.from_pretrained("{repo_id or name}")',
         f'tokenizer = AutoTokenizer.from_pretrained("{repo_id or name}")',
-        'prompt = tokenizer("<S><Un17><Un5>", return_tensors="pt")  # units of your audio, repeats removed',
+        *prompt_lines,
         f"units = model.generate(**prompt, max_new_tokens={PAPER_SAMPLING['max_new_tokens']}, do_sample=True, "
         f"temperature={PAPER_SAMPLING['temperature']}, top_k={PAPER_SAMPLING['top_k']})",
         "print(tokenizer.decode(units[0]))",
