@@ -22,6 +22,7 @@ from slam_recipes.files import atomic_write
 
 HELP_FLAGS = ("-h", "--help")
 HELP_WIDTH = 100  # columns the recipes' --help is wrapped at
+KEPT_PER_SCRIPT = 8  # stored help texts kept per recipe script (one per command line and source version)
 _LIBRARIES = ("transformers", "trl", "accelerate", "peft")
 
 
@@ -77,11 +78,20 @@ def stored_help(script: str, argv: list[str]) -> str | None:
 
 def store_help(script: str, argv: list[str], text: str) -> None:
     """Keep `text` for the next `--help` with the same `argv` (written to a temporary name, then renamed: never
-    half-written). A cache that cannot be written (read-only home) is skipped."""
+    half-written), and only the KEPT_PER_SCRIPT newest texts of the script: every change of the sources makes new
+    ones. A cache that cannot be written (read-only home) is skipped."""
     path = help_path(script, argv)
+    folder, prefix = os.path.dirname(path), os.path.basename(path).rsplit("-", 1)[0] + "-"
     try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
+        os.makedirs(folder, exist_ok=True)
         with atomic_write(path) as f:
             f.write(text)
+        stored = [
+            os.path.join(folder, n)
+            for n in os.listdir(folder)
+            if n.startswith(prefix) and n.endswith(".txt") and "-" not in n[len(prefix) :]  # not `<name>-x-<digest>`
+        ]
+        for old in sorted(stored, key=os.path.getmtime, reverse=True)[KEPT_PER_SCRIPT:]:
+            os.remove(old)
     except OSError:
         pass

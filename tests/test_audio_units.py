@@ -340,6 +340,9 @@ def test_fit_then_tokenize_recipes_mfcc_offline(tmp_path):
                  "--kmeans_steps", "20", "--kmeans_batch_size", "200")  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     assert load_centroids(str(km)).shape == (16, 39) and "inertia" in result.stdout
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(km).st_mode & 0o777 == 0o666 & ~umask  # readable by whoever reads the other outputs
     # a fitted k-means is not replaced by accident, nor saved under a name it would be read back wrongly by
     fitted = km.read_bytes()
     for path, message in ((km, "exists; choose another path or pass --overwrite_kmeans true"),

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -224,6 +225,10 @@ def test_every_run_writes_its_summary_recipe_and_plot(pushed_run, tmp_path):
     assert summary["base_lm"] == "recipes/demo/tiny-qwen2"  # the lineage, through the pretrained run's summary
     assert summary["unit_tokenizer"]["backend"] == "mfcc"
     assert training["steps"] == 3 and training["tokens_seen"] == state["num_input_tokens_seen"] > 0
+    # 3 steps log no interval: the peak is the process's own so far (the recipe ran in this process: its peak RSS
+    # can only have grown since)
+    rss_gib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    assert 0 < training["peak_memory_gib"] <= rss_gib + 0.001
     runtime = json.loads((out / "train_results.json").read_text())["train_runtime"]  # the Trainer's own figure
     # the same span, timed by the run's own clock (on_train_begin → on_train_end, kept across resumes)
     assert training["wall_time_seconds"] == pytest.approx(runtime, abs=0.5) and training["sessions"] == 1

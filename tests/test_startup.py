@@ -120,3 +120,23 @@ def test_help_is_wrapped_at_a_fixed_width(tmp_path, monkeypatch, capsys):
     assert texts[0] == texts[1] and "--max_pairs" in texts[0]
     wide = [line for line in texts[0].splitlines() if len(line) > HELP_WIDTH]
     assert all(line.startswith("  --") for line in wide), wide
+
+
+def test_only_the_newest_help_texts_of_a_script_are_kept(tmp_path, monkeypatch):
+    """Each command line (and each version of the sources) stores its own text; a script keeps its newest
+    KEPT_PER_SCRIPT, and another script's texts are not touched."""
+    from slam_recipes import recipe_help
+
+    monkeypatch.setenv("SLAM_RECIPES_CACHE", str(tmp_path / "cache"))
+    script, other = tmp_path / "recipe.py", tmp_path / "other.py"
+    script.write_text("print('v1')\n")
+    other.write_text("print('other')\n")
+    recipe_help.store_help(str(other), ["--help"], "other\n")
+    runs = [["--seed", str(i), "--help"] for i in range(recipe_help.KEPT_PER_SCRIPT + 3)]
+    for i, argv in enumerate(runs):
+        recipe_help.store_help(str(script), argv, f"text {i}\n")
+        path = recipe_help.help_path(str(script), argv)
+        os.utime(path, (1_000_000 + i, 1_000_000 + i))  # distinct ages, oldest first
+    kept = [i for i, argv in enumerate(runs) if recipe_help.stored_help(str(script), argv) is not None]
+    assert kept == list(range(3, len(runs)))
+    assert recipe_help.stored_help(str(other), ["--help"]) == "other\n"

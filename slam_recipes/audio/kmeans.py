@@ -37,6 +37,9 @@ def save_centroids(path: str, centroids: torch.Tensor) -> None:
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     with atomic_path(path) as temporary:
         save_file({"centroids": centroids.detach().float().cpu().contiguous()}, temporary)
+        umask = os.umask(0)  # safetensors creates the file owner-only; give it the mode any other output gets
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
 
 
 def converted_path(path: str) -> str:

@@ -190,6 +190,8 @@ def remove_stale_outputs(output_dir: str, records: list[dict], page_written: boo
         for name in os.listdir(folder):
             if name.endswith(".wav") and os.path.join("audio", name) not in keep:
                 os.remove(os.path.join(folder, name))
+    if os.path.isdir(folder) and not os.listdir(folder):
+        os.rmdir(folder)
     page = os.path.join(output_dir, "index.html")
     if not page_written and os.path.isfile(page):
         os.remove(page)

@@ -154,7 +154,7 @@ def check_unit_vocab(config, num_units: int, what: str) -> None:
     if config.vocab_size != vocab_size(num_units):
         raise ConfigError(
             f"tokenizer/model vocabulary mismatch: {what} has vocab_size {config.vocab_size}, the unit tokenizer has "
-            f"{vocab_size(num_units)} (num_units={num_units}); start from a pretrained speech LM"
+            f"{vocab_size(num_units)} (num_units={num_units}); is num_units the one it was trained with?"
         )
 
 

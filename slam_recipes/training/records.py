@@ -152,6 +152,7 @@ def run_summary(trainer, train_metrics: dict) -> dict:
     import trl
 
     from slam_recipes.training.budget import TimeBudgetCallback, TrainingClockCallback
+    from slam_recipes.training.trainer import peak_memory_gib
 
     state, args = trainer.state, trainer.args
     history = state.log_history
@@ -191,7 +192,9 @@ def run_summary(trainer, train_metrics: dict) -> dict:
             "tokens_per_second": round(tokens_per_second, 1) if tokens_per_second else None,
             "median_interval_tokens_per_second": logged.get("tokens_per_s"),
             "mfu": round(mfu, 4) if mfu is not None else None,
-            "peak_memory_gib": logged.get("peak_memory_gib"),
+            # the logged intervals' peak (every session of a resumed run), else this process's so far (no interval
+            # was logged: a run shorter than logging_steps)
+            "peak_memory_gib": logged.get("peak_memory_gib") or round(peak_memory_gib(args.device), 3),
             "final_losses": {
                 "train": last("loss"),
                 "train_mean": train_metrics.get("train_loss"),

@@ -57,9 +57,11 @@ def peak_flops_per_device(override_tflops: float | None = None) -> float | None:
     return None
 
 
-def peak_memory_gib() -> float:
-    """Peak memory of this process so far: CUDA memory allocated by torch on a GPU, else the resident set size."""
-    if torch.cuda.is_available():
+def peak_memory_gib(device: torch.device | str | None = None) -> float:
+    """Peak memory of this process so far, in GiB: CUDA memory allocated by torch when training runs on a GPU
+    (`device`; by default wherever PyTorch sees one), else the resident set size."""
+    on_gpu = torch.device(device).type == "cuda" if device is not None else torch.cuda.is_available()
+    if on_gpu:
         return torch.cuda.max_memory_allocated() / 2**30
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     return rss / (2**30 if sys.platform == "darwin" else 2**20)
@@ -132,7 +134,7 @@ class SlamTrainerMixin:
                 if computed > last[2]:
                     logs["real_token_fraction"] = round((tokens - last[1]) / (computed - last[2]), 4)
                 logs["data_wait_fraction"] = round((self._data_wait - last[3]) / elapsed, 4)
-                logs["peak_memory_gib"] = round(peak_memory_gib(), 3)
+                logs["peak_memory_gib"] = round(peak_memory_gib(self.args.device), 3)
             self._throughput_mark = (now, tokens, computed, self._data_wait)
         super().log(logs, start_time)
 
