@@ -37,10 +37,10 @@ def main() -> None:
     (args,) = parse_recipe_args((GenerateArguments,))  # before the heavy imports: --help and bad input answer at once
 
     from slam_recipes.audio.vocoder import load_vocoder
-    from slam_recipes.errors import ConfigError
     from slam_recipes.evaluation.cross_modal import check_prompt_modality, continue_across_modalities
     from slam_recipes.evaluation.generation import (
         GENERATIONS_FILE,
+        check_generations_folder,
         check_vocoder,
         continue_prompts,
         remove_stale_outputs,
@@ -57,10 +57,7 @@ def main() -> None:
         require_interleaved(interleaved, args.model_name_or_path, args.num_units, "cross_modal_direction")
     direction = args.cross_modal_direction or "S2S"
 
-    if os.path.isfile(os.path.join(args.output_dir, GENERATIONS_FILE)) and not args.overwrite_output_dir:
-        raise ConfigError(
-            f"{args.output_dir}: holds generations already; choose another output_dir or pass overwrite_output_dir"
-        )
+    check_generations_folder(args.output_dir, args.overwrite_output_dir)
 
     # The vocoder first, so a mismatch with the speech LM costs no time
     device = default_device(args.device)

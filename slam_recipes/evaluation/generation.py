@@ -181,6 +181,15 @@ def write_generations(path: str, records: list[dict]) -> None:
             f.write(json.dumps(record) + "\n")
 
 
+def check_generations_folder(output_dir: str, overwrite: bool) -> None:
+    """A folder that holds generations already is written into again only with `overwrite` (the new run's
+    `remove_stale_outputs` then removes what it does not replace); else a ConfigError, before anything runs."""
+    if os.path.isfile(os.path.join(output_dir, GENERATIONS_FILE)) and not overwrite:
+        raise ConfigError(
+            f"{output_dir}: holds generations already; choose another output_dir or pass overwrite_output_dir"
+        )
+
+
 def remove_stale_outputs(output_dir: str, records: list[dict], page_written: bool) -> None:
     """After a run into an output_dir that held an earlier one (`overwrite_output_dir`): remove the `audio/*.wav`
     files no record names, and `index.html` when this run wrote none, so the folder describes this run only."""
