@@ -11,8 +11,8 @@ Usage:
     python recipes/demo_sims.py --pretrain_time_budget 00:15:00  # a longer pretraining
     python recipes/demo_sims.py --pretrain_max_steps 20 --output_dir outputs/demo-sims-quick
 
-Each stage is the recipe a user runs by hand (recipes/pretrain.py, recipes/evaluate.py), started as its own process.
-Output in output_dir: pretrain/ (the model), results.md, results.json, training.png.
+Each stage is the recipe a user runs by hand (recipes/pretrain.py, recipes/evaluate.py) with its own command line, run
+in this process so that torch, transformers and TRL are imported once. Output in output_dir: pretrain/ (the model), results.md, results.json, training.png.
 """
 
 import os

@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -136,20 +135,16 @@ def run_recipe(script: str, *args: str, cwd: str = REPO) -> subprocess.Completed
     Returns the exit code and what it printed, as `subprocess.run` would."""
     import contextlib
     import io
-    import runpy
+
+    from slam_recipes.demo.report import run_script
 
     out, err = io.StringIO(), io.StringIO()
-    saved_argv, saved_cwd, code = sys.argv, os.getcwd(), 0
+    saved_cwd = os.getcwd()
     try:
-        sys.argv = [script, *args]
         os.chdir(cwd)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                runpy.run_path(script, run_name="__main__")
-            except SystemExit as exit_info:
-                code = exit_info.code if isinstance(exit_info.code, int) else int(exit_info.code is not None)
+            code = run_script(script, *args)
     finally:
-        sys.argv = saved_argv
         os.chdir(saved_cwd)
     return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 

@@ -185,9 +185,9 @@ def test_units_are_in_range_and_structured(manifest, committed):
 def test_rebuild_reproduces_the_committed_units(tmp_path):
     """A rebuild with the committed seed (texts → espeak-ng → MFCC → the committed k-means) gives the same units; a
     corpus that differs in one unit is caught, naming the dataset and row."""
-    command = [sys.executable, os.path.join(REPO, "recipes", "make_demo_corpus.py"), "--only", "eval/swuggy",
-               "pretrain/validation", "--max_rows", "32", "--kmeans_path", os.path.join(DEMO, "kmeans.safetensors")]  # fmt: skip
-    done = subprocess.run([*command, "--verify", DEMO], capture_output=True, text=True)
+    command = [sys.executable, os.path.join(REPO, "recipes", "make_demo_corpus.py"), "--max_rows", "32",
+               "--kmeans_path", os.path.join(DEMO, "kmeans.safetensors"), "--only", "eval/swuggy"]  # fmt: skip
+    done = subprocess.run([*command, "pretrain/validation", "--verify", DEMO], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "reproduced exactly" in done.stdout
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import REPO, reference_pair_score, write_jsonl
+from conftest import REPO, reference_pair_score, run_recipe, write_jsonl
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from slam_recipes.evaluation.likelihood import load_benchmarks
@@ -21,14 +21,9 @@ SCRIPT = os.path.join(REPO, "recipes", "pretrain.py")
 DEMO = os.path.join(REPO, "recipes", "demo", "pretrain.yaml")
 
 
-def run_script(*args, timeout=600):
-    return subprocess.run(
-        [sys.executable, SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+def run_script(*args):
+    """The recipe with the demo's config, in this process (conftest.run_recipe)."""
+    return run_recipe(SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args)
 
 
 def log_history(output_dir):
@@ -93,26 +88,27 @@ def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
     assert generated == ids
 
 
-def test_time_budget_ends_the_run(tmp_path):
+def test_time_budget_ends_the_run(tmp_path, caplog):
     out = tmp_path / "budget"
-    result = run_script(
-        "--output_dir",
-        str(out),
-        "--max_steps",
-        "-1",
-        "--num_train_epochs",
-        "50",
-        "--time_budget",
-        "6",
-        "--logging_steps",
-        "1",
-        "--eval_strategy",
-        "no",
-        "--save_strategy",
-        "no",
-    )
+    with caplog.at_level("INFO", logger="slam_recipes"):
+        result = run_script(
+            "--output_dir",
+            str(out),
+            "--max_steps",
+            "-1",
+            "--num_train_epochs",
+            "50",
+            "--time_budget",
+            "6",
+            "--logging_steps",
+            "1",
+            "--eval_strategy",
+            "no",
+            "--save_strategy",
+            "no",
+        )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Time budget 0:00:06 reached" in result.stderr
+    assert "Time budget 0:00:06 reached" in caplog.text
     history = log_history(out)
     steps = history[-1]["step"]
     assert 1 < steps < 50 * 20  # stopped by the budget, long before the epochs ran out
