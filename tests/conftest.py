@@ -1,7 +1,9 @@
 """Offline by construction: no test reaches the Hugging Face Hub; tiny models are built from configs in tmp_path."""
 
+import atexit
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 
@@ -9,8 +11,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-# Datasets' cache in a fresh folder per test session, so cached preparation from another run never hides a bug.
+# Datasets' cache in a fresh folder per test session, so cached preparation from another run never hides a bug;
+# removed when the session ends.
 os.environ["HF_DATASETS_CACHE"] = tempfile.mkdtemp(prefix="slam-tests-datasets-")
+atexit.register(shutil.rmtree, os.environ["HF_DATASETS_CACHE"], ignore_errors=True)
 
 import pytest  # noqa: E402
 
