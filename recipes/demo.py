@@ -13,7 +13,8 @@ Usage:
     python recipes/demo.py --pretrain_max_steps 20 --dpo_max_steps 4 --output_dir outputs/demo-quick
 
 Each stage is the recipe a user runs by hand (recipes/pretrain.py, recipes/evaluate.py, recipes/dpo.py) with its own
-command line, run in this process so that torch, transformers and TRL are imported once. Output in output_dir: pretrain/ and dpo/ (models), results.md, results.json, training.png.
+command line, run in this process so that torch, transformers and TRL are imported once. Output in output_dir:
+pretrain/ and dpo/ (models), results.md, results.json, training.png.
 """
 
 import os

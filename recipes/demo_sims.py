@@ -12,7 +12,8 @@ Usage:
     python recipes/demo_sims.py --pretrain_max_steps 20 --output_dir outputs/demo-sims-quick
 
 Each stage is the recipe a user runs by hand (recipes/pretrain.py, recipes/evaluate.py) with its own command line, run
-in this process so that torch, transformers and TRL are imported once. Output in output_dir: pretrain/ (the model), results.md, results.json, training.png.
+in this process so that torch, transformers and TRL are imported once. Output in output_dir: pretrain/ (the model),
+results.md, results.json, training.png.
 """
 
 import os

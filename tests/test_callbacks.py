@@ -5,6 +5,7 @@ import pytest
 from conftest import TINY_CONFIGS, write_config
 from datasets import Dataset
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from slam_recipes.data.packing import build_collator, pack
 from slam_recipes.errors import ConfigError
@@ -207,6 +208,24 @@ def test_tokens_per_second_spans_the_whole_run_across_a_resume(tmp_path):
     assert training["wall_time_seconds"] == pytest.approx(10.0)
     assert training["tokens_per_second"] == pytest.approx(seen[-1] / 10.0, abs=0.05)
     assert training["mfu"] == pytest.approx(seen[-1] / 10.0 * 2.0e6 / 1.0e12, abs=1e-4)
+
+
+def test_the_progress_bar_ends_at_the_budget(tmp_path, capsys):
+    """With tqdm on, the bar's total is the step the budget is expected to end at (10: ten 1-s steps in 10 s), not
+    the 100 epochs' 1,600 steps, from the second step on (the first estimate), and the bar ends full."""
+    import re
+
+    from slam_recipes.training.budget import BudgetProgressCallback
+
+    trainer, budget = make_trainer(tmp_path, FakeClock(), disable_tqdm=False)
+    bars = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, ProgressCallback)]
+    assert len(bars) == 1 and isinstance(bars[0], BudgetProgressCallback) and bars[0].budget is budget
+    trainer.train()
+    assert trainer.state.global_step == 10 and trainer.state.max_steps == 1600
+    shown = [(int(n), int(total)) for n, total in re.findall(r"(\d+)/(\d+) \[", capsys.readouterr().err)]
+    training = shown[shown.index((0, 1600)) :]  # after the data preparation's bars; evaluation's are (k, 1)
+    assert training[1] == (1, 1600) and training[-1] == (10, 10)
+    assert {total for n, total in training if n >= 2} == {10}
 
 
 def test_max_steps_first_uses_the_plain_schedule(tmp_path):

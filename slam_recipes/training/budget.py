@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import torch
 from transformers import TrainerCallback
-from transformers.trainer_callback import ExportableState, TrainerState
+from transformers.trainer_callback import ExportableState, ProgressCallback, TrainerState
 
 from slam_recipes.errors import ConfigError
 
@@ -199,6 +199,8 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
       the LR never increases (see `BudgetSchedule.refit`).
     - With `max_steps`, training ends at whichever comes first, with a warning once the step time shows the budget
       is too short.
+    - `expected_last_step`: the step at which training is expected to end (the estimate above, capped by
+      `max_steps`), None until the second step; what `BudgetProgressCallback` shows.
     """
 
     def __init__(
@@ -220,6 +222,7 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
         self.pause_mark: float | None = None  # the end of the last step or of the pause that followed it
         self.pauses: dict[str, list[float]] = {"eval": [0.0, 0], "save": [0.0, 0]}  # kind → [seconds, count]
         self.stopped_at_step: int | None = None
+        self.expected_last_step: int | None = None
         self._warned = False
 
     # -- ExportableState --------------------------------------------------------------------------------------------
@@ -304,9 +307,11 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             horizon = last_step_before(state.global_step, remaining, step_time + per_step, periodic) or horizon
         stop, horizon = agree_across_processes([float(remaining <= 0), float(horizon)], args.device, "main")
 
+        cap = state.max_steps if state.max_steps and state.max_steps > 0 else math.inf
+        if self.recent_step_times:
+            self.expected_last_step = int(min(horizon, cap))
         schedule = _budget_schedule(kwargs.get("lr_scheduler"))
         if schedule is not None and self.recent_step_times:
-            cap = state.max_steps if state.max_steps and state.max_steps > 0 else math.inf
             schedule.refit(state.global_step, int(min(horizon, cap)))
             schedule.fix_warmup(state.global_step)
         if args.max_steps > 0 and steps == 2 and not self._warned and horizon < args.max_steps:
@@ -319,7 +324,7 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
                 int(horizon),
             )
         if stop:
-            self.stopped_at_step = state.global_step
+            self.stopped_at_step = self.expected_last_step = state.global_step
             logger.warning(
                 "Time budget %s reached at step %d: stopping, evaluating and saving",
                 format_seconds(self.budget_seconds),
@@ -329,6 +334,23 @@ class TimeBudgetCallback(TrainerCallback, ExportableState):
             control.should_save = args.save_strategy != "no"
             control.should_evaluate = args.eval_strategy != "no"
         return control
+
+
+class BudgetProgressCallback(ProgressCallback):
+    """transformers' training progress bar, whose total is the step at which the time budget is expected to end
+    (`TimeBudgetCallback.expected_last_step`, re-estimated every step) instead of the step count of
+    `num_train_epochs`, which a run sized by its budget never reaches: the bar's remaining time is then the budget's
+    (a demo's 7 min 30 s, not hours). Until the estimate exists (the first two steps) it is the Trainer's own."""
+
+    def __init__(self, budget: TimeBudgetCallback):
+        super().__init__()
+        self.budget = budget
+
+    def on_step_end(self, args, state, control, **kwargs):
+        expected = self.budget.expected_last_step
+        if self.training_bar is not None and expected is not None and self.training_bar.total != expected:
+            self.training_bar.total = expected
+        return super().on_step_end(args, state, control, **kwargs)
 
 
 class TrainingClockCallback(TrainerCallback, ExportableState):

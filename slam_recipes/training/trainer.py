@@ -14,10 +14,12 @@ import time
 import torch
 from torch.optim.lr_scheduler import LambdaLR
 from transformers import Trainer
+from transformers.trainer_callback import ProgressCallback
 from trl import DPOTrainer
 
 from slam_recipes.training.budget import (
     BUDGET_SCHEDULES,
+    BudgetProgressCallback,
     BudgetSchedule,
     TimeBudgetCallback,
     TrainingClockCallback,
@@ -110,6 +112,9 @@ class SlamTrainerMixin:
         self.flops_per_token, self.peak_flops = flops_per_token, peak_flops
         if not any(isinstance(cb, TrainingClockCallback) for cb in self.callback_handler.callbacks):
             self.add_callback(TrainingClockCallback())  # the run's tokens/s across resumes (records.run_summary)
+        budget = next((cb for cb in self.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)), None)
+        if budget is not None and self.pop_callback(ProgressCallback) is not None:
+            self.add_callback(BudgetProgressCallback(budget))  # the bar ends at the budget, not at num_train_epochs
 
     def get_batch_samples(self, epoch_iterator, num_batches, device):
         start = time.perf_counter()
