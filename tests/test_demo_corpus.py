@@ -289,6 +289,31 @@ def test_demo_refuses_a_missing_recipe_before_running_anything(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_stage_runs_in_the_demos_process_and_a_failed_one_ends_the_demo(tmp_path, capsys):
+    """run_stage runs a script as `__main__` with its own argv in this process (its pid is this one), restores
+    sys.argv, and ends the demo with the exit code of a stage that fails; an exception propagates."""
+    from slam_recipes.demo.report import run_script, run_stage
+
+    script = tmp_path / "stage.py"
+    script.write_text(
+        "import os, sys\n"
+        "print(__name__, sys.argv[1:], os.getpid() == int(sys.argv[2]))\n"
+        "if sys.argv[1] == 'fail':\n    sys.exit(3)\n"
+        "if sys.argv[1] == 'raise':\n    raise ValueError('boom')\n"
+    )
+    argv, pid = list(sys.argv), str(os.getpid())
+    assert run_stage("fine", str(script), "ok", pid) >= 0
+    assert capsys.readouterr().out.splitlines()[-1] == "__main__ ['ok', '" + pid + "'] True"
+    assert run_script(str(script), "fail", pid) == 3
+    with pytest.raises(SystemExit) as stopped:
+        run_stage("broken", str(script), "fail", pid)
+    assert stopped.value.code == 3
+    assert capsys.readouterr().err.strip() == "error: demo stage 'broken' failed with exit code 3"
+    with pytest.raises(ValueError, match="boom"):
+        run_script(str(script), "raise", pid)
+    assert sys.argv == argv
+
+
 def test_training_plot_and_results_table(tmp_path):
     from slam_recipes.demo.report import results_table
     from slam_recipes.training.records import plot_training, series
