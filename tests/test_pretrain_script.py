@@ -21,7 +21,7 @@ SCRIPT = os.path.join(REPO, "recipes", "pretrain.py")
 DEMO = os.path.join(REPO, "recipes", "demo", "pretrain.yaml")
 
 
-def run_script(*args):
+def run_pretraining(*args):
     """The recipe with the demo's config, in this process (conftest.run_recipe)."""
     return run_recipe(SCRIPT, "--config", DEMO, "--disable_tqdm", "true", *args)
 
@@ -33,7 +33,7 @@ def log_history(output_dir):
 
 def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
     out = tmp_path / "run"
-    result = run_script(
+    result = run_pretraining(
         "--output_dir",
         str(out),
         "--per_device_train_batch_size",
@@ -91,7 +91,7 @@ def test_tiny_pretraining_run_learns_and_loads_without_this_package(tmp_path):
 def test_time_budget_ends_the_run(tmp_path, caplog):
     out = tmp_path / "budget"
     with caplog.at_level("INFO", logger="slam_recipes"):
-        result = run_script(
+        result = run_pretraining(
             "--output_dir",
             str(out),
             "--max_steps",
@@ -208,7 +208,7 @@ def test_pretraining_with_peft_trains_embeddings_and_saves_a_plain_model(tmp_pat
     merged model's adapted linear layers and its trained-in-full embeddings differ from the base, and nothing else
     does (the norms have no adapter)."""
     out = tmp_path / "lora"
-    result = run_script(
+    result = run_pretraining(
         "--output_dir", str(out), "--model_name_or_path", tiny_unit_lm_dir, "--twist_init", "true",
         "--max_steps", "4", "--use_peft", "true", "--lora_r", "4", "--learning_rate", "1e-2",
         "--eval_strategy", "no", "--save_strategy", "no", "--logging_steps", "1",
