@@ -322,9 +322,9 @@ def test_the_unit_count_and_the_model_path_are_checked(interleaved_lm, tiny_unit
     folder = interleaved_lm[0]
     assert load_interleaved_tokenizer(folder, NUM_UNITS)[1].first_unit_id == FIRST_UNIT
     assert load_interleaved_tokenizer(tiny_unit_lm_dir, 500) is None  # a unit LM: no markers
-    with pytest.raises(ConfigError, match="more unit tokens than num_units"):
+    with pytest.raises(ConfigError, match=f"^{folder}: the tokenizer has more unit tokens than num_units"):
         load_interleaved_tokenizer(folder, NUM_UNITS - 1)
-    with pytest.raises(ConfigError, match="lacks 1 of the interleaved tokens"):
+    with pytest.raises(ConfigError, match=f"^{folder}: the tokenizer has {NUM_UNITS} unit tokens, not num_units"):
         load_interleaved_tokenizer(folder, NUM_UNITS + 1)
     with pytest.raises(ConfigError, match="no-such-model: no such folder"):
         load_interleaved_tokenizer(str(tmp_path / "no-such-model"), NUM_UNITS)

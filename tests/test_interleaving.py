@@ -110,6 +110,29 @@ def test_a_text_lm_gains_units_and_markers_that_plain_transformers_loads(tiny_te
         extend_tokenizer(reloaded, 20)
 
 
+def test_a_base_that_cannot_be_loaded_or_does_not_match_is_a_one_line_error(tiny_text_lm_with_tokenizer, tmp_path):
+    """build_interleaved_lm names the model: a missing folder, a folder without weights (pretrained), and an
+    interleaved checkpoint whose units are not num_units (its own message, not "already has unit tokens")."""
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from slam_recipes.modeling.interleaved import build_interleaved_lm
+
+    with pytest.raises(ConfigError, match=r"nope: no such folder$"):
+        build_interleaved_lm(str(tmp_path / "nope"), num_units=20)
+    no_weights = tmp_path / "config-only"
+    shutil.copytree(tiny_text_lm_with_tokenizer, no_weights, ignore=shutil.ignore_patterns("*.safetensors"))
+    with pytest.raises(ConfigError, match=r"config-only: cannot load the model: .*model\.safetensors"):
+        build_interleaved_lm(str(no_weights), num_units=20)
+    model, tokenizer, _ = build_interleaved_lm(str(no_weights), num_units=20, pretrained=False)  # random init: fine
+    model.save_pretrained(tmp_path / "sims")
+    tokenizer.save_pretrained(tmp_path / "sims")
+    assert len(AutoTokenizer.from_pretrained(tmp_path / "sims")) == 280
+    with pytest.raises(ConfigError, match=r"sims: the tokenizer has more unit tokens than num_units \(10\)"):
+        build_interleaved_lm(str(tmp_path / "sims"), num_units=10)
+
+
 def test_rows_beyond_the_tokenizer_are_dropped_before_the_new_ones_are_added(tiny_text_lm_with_tokenizer):
     """A matrix padded past its tokenizer (as Qwen2.5's 151,936 rows for 151,665 tokens): the added tokens get
     mean-resized rows, not the old padding rows, and the matrix ends at the tokenizer's length."""
@@ -218,6 +241,57 @@ def test_sources_are_read_by_their_columns_cut_to_the_context_and_mixed(tiny_tex
     write_jsonl(tmp_path / "other.jsonl", [{"story": "x"}])
     with pytest.raises(DataError, match=r"other.jsonl.*neither units \(speech\)"):
         load_interleaved_datasets([str(tmp_path / "other.jsonl")], **common)
+
+
+BAD_UNITS = [
+    ({"units": [3, 20, 4]}, r"bad.jsonl row 2: unit id 20 outside \[0, 20\)"),  # 20 would be <speech>
+    ({"units": [3, 700, 4]}, r"bad.jsonl row 2: unit id 700 outside \[0, 20\)"),  # past the embeddings
+    ({"units": []}, r"bad.jsonl row 2: empty unit sequence"),
+]
+BAD_ALIGNMENTS = [
+    ({"aligned_text": None}, r"bad.jsonl row 2: no aligned words \(aligned_text is null\)"),
+    ({"aligned_text": []}, r"bad.jsonl row 2: no aligned words \(aligned_text is empty\)"),
+]
+
+
+@pytest.mark.parametrize(
+    "kind, row, message",
+    [("interleaved", *case) for case in BAD_UNITS + BAD_ALIGNMENTS] + [("speech", *case) for case in BAD_UNITS],
+)
+def test_a_bad_row_is_a_one_line_error_naming_it(tiny_text_lm_with_tokenizer, tmp_path, kind, row, message):
+    """Unit ids are checked against num_units in interleaved and speech-only sources alike (an id of num_units
+    would silently become a marker token), and an utterance without words is refused, not dropped."""
+    from conftest import write_jsonl
+    from transformers import AutoTokenizer
+
+    from slam_recipes.data.interleaving import load_interleaved_datasets
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    vocab = extend_tokenizer(tokenizer, 20)
+    good = {"units": [1, 2, 3], "duration": [4, 4, 2], "aligned_text": WORDS}
+    rows = [good, good, {**good, **row, **({"duration": [4] * len(row["units"])} if "units" in row else {})}]
+    columns = ["units", "duration", "aligned_text"] if kind == "interleaved" else ["units"]
+    path = write_jsonl(tmp_path / "bad.jsonl", [{c: r[c] for c in columns} for r in rows])
+    with pytest.raises(DataError, match=message):
+        load_interleaved_datasets([path], tokenizer=tokenizer, vocab=vocab, frame_rate=25, context_length=64)
+
+
+def test_a_source_with_half_the_alignment_columns_is_refused(tiny_text_lm_with_tokenizer, tmp_path):
+    """Units with aligned_text but no duration (tokenised without keep_durations) are not read as speech-only in
+    silence; with `columns: [units]` they are, on purpose."""
+    from conftest import write_jsonl
+    from transformers import AutoTokenizer
+
+    from slam_recipes.data.interleaving import load_interleaved_datasets
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_text_lm_with_tokenizer)
+    vocab = extend_tokenizer(tokenizer, 20)
+    path = write_jsonl(tmp_path / "half.jsonl", [{"units": [1, 2, 3], "aligned_text": WORDS}] * 4)
+    common = dict(tokenizer=tokenizer, vocab=vocab, frame_rate=25, context_length=64)
+    with pytest.raises(DataError, match=r"half.jsonl: has aligned_text but no duration column"):
+        load_interleaved_datasets([path], **common)
+    rows = load_interleaved_datasets([{"path": path, "columns": ["units"]}], **common)["input_ids"]
+    assert list(rows) == [[0, 259, 260, 261, 1]] * 4
 
 
 def test_the_pretraining_recipe_trains_an_interleaved_model_that_plain_transformers_loads(

@@ -212,7 +212,7 @@ def test_a_model_that_is_not_there_is_named_as_such(tmp_path, monkeypatch):
         "./gone": "no such folder$",
         "outputs/gone": r"no such folder, nor a Hub model \(",  # `outputs/` is here: a local path, most likely
         "notes": "no config.json in this folder: not a saved model$",
-        "no-such-model": "cannot load the model config: ",  # a Hub name: the client's own reason
+        "no-such-model": "cannot load the model: ",  # a Hub name: the client's own reason
     }
     for name, message in cases.items():
         checks = (

@@ -20,6 +20,7 @@ cost is that every epoch sees the same interleaving.
 
 from __future__ import annotations
 
+import logging
 import math
 from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Sequence
@@ -27,6 +28,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from slam_recipes.errors import DataError
+
+logger = logging.getLogger(__name__)
 
 PAPER_MEAN_SPAN = 10.0  # words per speech span, Poisson λ (slamkit interleaved_hubert_25.yaml: interleave_span)
 PAPER_SPEECH_FRACTION = 0.3  # share of words spoken (slamkit interleaved_hubert_25.yaml: interleave_prob)
@@ -127,6 +130,18 @@ def interleave(
     return ids
 
 
+def checked_units(units, num_units: int, where: str) -> np.ndarray:
+    """A row's units as an int64 array. Raises DataError naming `where` for an empty (or null) row and for an id
+    outside [0, num_units), which would otherwise become a marker token or index past the embeddings."""
+    values = np.asarray(units if units is not None else [], dtype=np.int64)
+    if values.size == 0:
+        raise DataError(f"{where}: empty unit sequence")
+    bad = np.flatnonzero((values < 0) | (values >= num_units))
+    if bad.size:
+        raise DataError(f"{where}: unit id {int(values[bad[0]])} outside [0, {num_units})")
+    return values
+
+
 def interleave_dataset(
     dataset,
     tokenizer,
@@ -145,7 +160,7 @@ def interleave_dataset(
     generator, seeded by (`seed`, row index), and framed by the tokenizer's BOS (when it has one) and EOS. `vocab`:
     the extended tokenizer's `InterleavedVocab`; `frame_rate`: unit frames per second before dedup (25 for
     mHuBERT-25Hz). A row longer than `context_length` is cut into rows of at most that many tokens. Raises DataError
-    naming the row for a missing column or an alignment that does not fit."""
+    naming the row for a missing column, an alignment that is empty or does not fit, or units out of range."""
     missing = [c for c in ("units", "duration", "aligned_text") if c not in dataset.column_names]
     if missing:
         raise DataError(
@@ -162,6 +177,10 @@ def interleave_dataset(
         out = []
         columns = (batch["units"], batch["duration"], batch["aligned_text"], indices)
         for units, durations, words, index in zip(*columns, strict=True):
+            where = f"{label} row {index}"
+            units = checked_units(units, vocab.num_units, where)
+            if not words:
+                raise DataError(f"{where}: no aligned words (aligned_text is {'null' if words is None else 'empty'})")
             rng = np.random.default_rng([seed, index])
             spoken = choose_speech_words(len(words), rng, mean_span, fraction)
             body = interleave(
@@ -174,7 +193,7 @@ def interleave_dataset(
                 speech_id=vocab.speech_id,
                 text_id=vocab.text_id,
                 encode_text=encode_text,
-                where=f"{label} row {index}",
+                where=where,
             )
             out += chunks(head + body + tail, context_length)
         return {"input_ids": out}
@@ -195,17 +214,21 @@ def speech_only_dataset(
     context_length: int | None = None,
 ):
     """A units dataset (`units`) → `input_ids` for an interleaved model: BOS (when the tokenizer has one), the
-    units' token ids, EOS. No marker, as in slamkit: markers open the runs of interleaved rows only."""
+    units' token ids, EOS. No marker, as in slamkit: markers open the runs of interleaved rows only. Raises DataError
+    naming the row for an empty row or a unit id outside [0, num_units)."""
     if "units" not in dataset.column_names:
         raise DataError(f"{label}: a speech-only source needs a `units` column (found {dataset.column_names})")
     head = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     tail = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
 
-    def rows(batch):
-        ids = [head + vocab.unit_ids(np.asarray(u)).tolist() + tail for u in batch["units"]]
+    def rows(batch, indices):
+        ids = [
+            head + vocab.unit_ids(checked_units(units, vocab.num_units, f"{label} row {index}")).tolist() + tail
+            for units, index in zip(batch["units"], indices, strict=True)
+        ]
         return {"input_ids": [chunk for row in ids for chunk in chunks(row, context_length)]}
 
-    return dataset.map(rows, batched=True, remove_columns=dataset.column_names, num_proc=num_proc,
+    return dataset.map(rows, batched=True, with_indices=True, remove_columns=dataset.column_names, num_proc=num_proc,
                        desc=f"Speech-only rows ({label})")  # fmt: skip
 
 
@@ -281,6 +304,16 @@ def load_interleaved_datasets(
         parts = []
         for label, dataset in load_entry(entry, split, own_split=own_split):
             kind = source_kind(dataset, text_column)
+            partial = [c for c in INTERLEAVED_COLUMNS[1:] if c in dataset.column_names]
+            if kind == "speech" and partial:  # meant to be interleaved, surely: not read as units alone in silence
+                lacking = next(c for c in INTERLEAVED_COLUMNS[1:] if c not in partial)
+                raise DataError(
+                    f"{label}: has {partial[0]} but no {lacking} column: interleaving needs units, duration and "
+                    "aligned_text (tokenise with keep_durations true); to train on its units alone, give the source "
+                    "with columns: [units]"
+                )
+            if kind is not None:
+                logger.info("%s: read as %s rows", label, kind)
             common = dict(label=label, num_proc=num_proc, context_length=context_length)
             if kind == "interleaved":
                 part = interleave_dataset(

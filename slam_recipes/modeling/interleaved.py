@@ -38,6 +38,11 @@ class InterleavedVocab:
         vocab = tokenizer.get_vocab()
         names = [unit_token(k) for k in range(num_units)] + [SPEECH_MARKER, TEXT_MARKER]
         missing = [name for name in names if name not in vocab]
+        if missing and missing[0] != unit_token(0) and set(missing).isdisjoint({SPEECH_MARKER, TEXT_MARKER}):
+            have = next(k for k in range(num_units) if unit_token(k) not in vocab)
+            raise ConfigError(
+                f"the tokenizer has {have} unit tokens, not num_units ({num_units}); set num_units to match"
+            )
         if missing:
             raise ConfigError(
                 f"the tokenizer lacks {len(missing)} of the interleaved tokens (first: {missing[0]}); extend it with "
@@ -99,22 +104,29 @@ def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, pretrain
     `attn_implementation`, `revision`); None values are left out."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from slam_recipes.modeling.unit_lm import register_attention
+    from slam_recipes.modeling.unit_lm import model_load_error, register_attention
 
     loading = {k: v for k, v in loading.items() if v is not None}
     register_attention(loading.get("attn_implementation"))
-    tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=loading.get("revision"))
-    if pretrained:
-        model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **loading)
-    else:
-        config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.pop("revision", None))
+    try:  # no such folder or Hub model, offline without a cached copy, no weights: one line naming the model
+        tokenizer = AutoTokenizer.from_pretrained(model_name_or_path, revision=loading.get("revision"))
+        if pretrained:
+            model = AutoModelForCausalLM.from_pretrained(model_name_or_path, **loading)
+        else:
+            config = AutoConfig.from_pretrained(model_name_or_path, revision=loading.pop("revision", None))
+    except (OSError, ValueError) as err:
+        raise model_load_error(model_name_or_path, err) from err
+    if not pretrained:
         config.vocab_size = len(tokenizer)
         if loading.get("dtype") == "auto":
             loading.pop("dtype")
         model = AutoModelForCausalLM.from_config(config, **loading)
-    try:
-        vocab = InterleavedVocab.of(tokenizer, num_units)
-    except ConfigError:
+    if {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):  # an interleaved checkpoint: trained on
+        try:
+            vocab = InterleavedVocab.of(tokenizer, num_units)
+        except ConfigError as err:  # e.g. its 500 units against num_units 200
+            raise ConfigError(f"{model_name_or_path}: {err}") from err
+    else:
         vocab = extend_text_lm(model, tokenizer, num_units)
     return model, tokenizer, vocab
 
@@ -137,7 +149,10 @@ def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision
         return None  # a model without a tokenizer: not an interleaved checkpoint
     if not {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):
         return None
-    return tokenizer, InterleavedVocab.of(tokenizer, num_units)
+    try:
+        return tokenizer, InterleavedVocab.of(tokenizer, num_units)
+    except ConfigError as err:
+        raise ConfigError(f"{model_name_or_path}: {err}") from err
 
 
 def check_interleaved_lm(model, tokenizer, where: str) -> None:

@@ -171,7 +171,7 @@ def model_load_error(model_name_or_path: str, err: BaseException) -> ConfigError
         parent = os.path.dirname(path)
         if parent and os.path.isdir(parent):
             return ConfigError(f"{model_name_or_path}: no such folder, nor a Hub model ({first_line(err)})")
-    return ConfigError(f"{model_name_or_path}: cannot load the model config: {first_line(err)}")
+    return ConfigError(f"{model_name_or_path}: cannot load the model: {first_line(err)}")
 
 
 def check_unit_lm(model_name_or_path: str, num_units: int, revision: str | None = None) -> None:
