@@ -235,6 +235,15 @@ def test_max_steps_first_uses_the_plain_schedule(tmp_path):
     assert not any(isinstance(fn, BudgetSchedule) for fn in trainer.lr_scheduler.lr_lambdas)
 
 
+@pytest.mark.parametrize("text", ["none", "Null"])
+def test_none_clears_a_recipes_budget(tmp_path, text):
+    """`--time_budget none` on the command line removes the budget a recipe file sets: no deadline, no callback."""
+    args = PretrainConfig(output_dir=str(tmp_path), time_budget=text, use_cpu=True, report_to="none")
+    assert args.time_budget is None and args.time_budget_seconds is None
+    assert not any(isinstance(cb, TimeBudgetCallback) for cb in build_callbacks(args.callbacks, args))
+    assert PretrainConfig(output_dir=str(tmp_path), time_budget="90", use_cpu=True).time_budget_seconds == 90
+
+
 def test_budget_first_with_max_steps_warns(tmp_path, caplog):
     trainer, budget = make_trainer(tmp_path, FakeClock(), budget="10", max_steps=50)
     with caplog.at_level(logging.WARNING, logger="slam_recipes.training.budget"):

@@ -117,7 +117,8 @@ class TimeBudgetArguments:
         default=None,
         metadata={
             "help": "Wall-clock training budget: 'HH:MM:SS', 'D-HH:MM:SS' or seconds. The run stops, evaluates "
-            "and saves at the deadline; without max_steps the LR schedule is fitted to it."
+            "and saves at the deadline; without max_steps the LR schedule is fitted to it. 'none' removes a "
+            "recipe's budget."
         },
     )
     time_budget_count_downtime: bool = field(
@@ -223,6 +224,8 @@ class TimeBudgetArguments:
     def check_time_budget(self) -> None:
         self.min_lr_as_rate()
         self.check_resume()
+        if isinstance(self.time_budget, str) and self.time_budget.strip().lower() in ("none", "null"):
+            self.time_budget = None  # `--time_budget none` clears the recipe file's budget
         self.time_budget_seconds = parse_time_budget(self.time_budget)
         # Tokens seen are always counted: they are logged with tokens/s and MFU. (Set here rather than as a field
         # default: HfArgumentParser runs string defaults of this field through its bool parser.)
