@@ -42,7 +42,8 @@ def check_cross_modal_directions(directions: Sequence[str], name: str = "cross_m
     """A ConfigError naming the option for an empty list or a direction not in CROSS_MODAL_DIRECTIONS."""
     unknown = [d for d in directions if d not in CROSS_MODAL_DIRECTIONS]
     if unknown or not directions:
-        raise ConfigError(f"{name}: {unknown or 'none given'}; choose from {list(CROSS_MODAL_DIRECTIONS)}")
+        given = ", ".join(repr(d) for d in unknown) or "none given"
+        raise ConfigError(f"{name}: {given}; choose from {', '.join(CROSS_MODAL_DIRECTIONS)} (upper case)")
 
 
 def cross_modal_result_name(benchmark: str, direction: str) -> str:

@@ -410,3 +410,14 @@ def test_the_model_card_of_an_interleaved_model(interleaved_lm):
     bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     expected = bos + [vocab.speech_id, vocab.first_unit_id + 17, vocab.first_unit_id + 5]
     assert scope["prompt"]["input_ids"][0].tolist() == expected
+
+
+def test_an_unknown_direction_is_named_with_the_choices():
+    from slam_recipes.configs import check_cross_modal_directions
+    from slam_recipes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"^cross_modal_directions: 's2t'; choose from S2S, S2T, T2S, T2T \(upper"):
+        check_cross_modal_directions(["S2S", "s2t"])
+    with pytest.raises(ConfigError, match="^cross_modal_directions: none given; choose from"):
+        check_cross_modal_directions([])
+    check_cross_modal_directions(["T2T", "S2T"])

@@ -33,7 +33,11 @@ class ModelArguments(ModelConfig):
     output head ("all-linear"), where PEFT would pick a per-architecture default."""
 
     num_units: int = field(
-        default=500, metadata={"help": "Number of speech units; vocabulary = num_units + 2 (PAD, <S>)."}
+        default=500,
+        metadata={
+            "help": "Number of speech units. TWIST: vocabulary = num_units + 2 (PAD, <S>); interleaved: the text "
+            "LM's vocabulary + num_units + 2 (<speech>, <text>)."
+        },
     )
     tokenizer_name_or_path: str | None = field(
         default=None, metadata={"help": "A saved unit tokenizer; default: the checkpoint's own, else a new one."}
