@@ -52,8 +52,7 @@ def main() -> None:
     from slam_recipes.evaluation.generation import check_vocoder
     from slam_recipes.evaluation.generative import evaluate_generation, load_asr, load_text_lm
     from slam_recipes.evaluation.likelihood import evaluate_benchmark, load_benchmarks, results_markdown, write_results
-    from slam_recipes.modeling.interleaved import load_inference_lm, load_interleaved_tokenizer, require_interleaved
-    from slam_recipes.modeling.unit_lm import check_unit_lm
+    from slam_recipes.modeling.interleaved import load_inference_lm, load_model_vocabulary, require_interleaved
     from slam_recipes.precision import default_device
 
     output_dir = args.output_dir or (
@@ -63,9 +62,7 @@ def main() -> None:
     )
 
     # The model's vocabulary (its config and tokenizer only): a num_units it does not have is reported against it
-    interleaved = load_interleaved_tokenizer(args.model_name_or_path, args.num_units, args.model_revision)
-    if interleaved is None:
-        check_unit_lm(args.model_name_or_path, args.num_units, args.model_revision)
+    interleaved = load_model_vocabulary(args.model_name_or_path, args.num_units, args.model_revision)
 
     # Data: every benchmark loaded and checked against the vocabulary before the model runs
     benchmarks = load_benchmarks(args.benchmarks, args.num_units, max_pairs=args.max_pairs) if args.benchmarks else {}

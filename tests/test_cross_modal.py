@@ -330,6 +330,21 @@ def test_the_unit_count_and_the_model_path_are_checked(interleaved_lm, tiny_unit
         load_interleaved_tokenizer(str(tmp_path / "no-such-model"), NUM_UNITS)
 
 
+def test_evaluation_checks_either_kind_of_model_against_num_units(interleaved_lm, tiny_unit_lm_dir):
+    """load_model_vocabulary: an interleaved checkpoint's (tokenizer, vocab); for a unit LM None, once its
+    vocabulary matches num_units, and a one-line error naming it when it does not."""
+    from slam_recipes.errors import ConfigError
+    from slam_recipes.modeling.interleaved import load_model_vocabulary
+
+    folder = interleaved_lm[0]
+    assert load_model_vocabulary(folder, NUM_UNITS)[1].first_unit_id == FIRST_UNIT
+    with pytest.raises(ConfigError, match=f"^{folder}: the tokenizer has more unit tokens than num_units"):
+        load_model_vocabulary(folder, NUM_UNITS - 1)
+    assert load_model_vocabulary(tiny_unit_lm_dir, 500) is None
+    with pytest.raises(ConfigError, match=f"{tiny_unit_lm_dir} has vocab_size 502, the unit tokenizer has 302"):
+        load_model_vocabulary(tiny_unit_lm_dir, 300)
+
+
 def test_result_names_are_checked_against_the_cross_modal_ones():
     from slam_recipes.configs import EvalArguments, parse_recipe_args
     from slam_recipes.errors import ConfigError

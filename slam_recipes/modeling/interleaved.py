@@ -121,14 +121,21 @@ def build_interleaved_lm(model_name_or_path: str, num_units: int = 500, pretrain
         if loading.get("dtype") == "auto":
             loading.pop("dtype")
         model = AutoModelForCausalLM.from_config(config, **loading)
-    if {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):  # an interleaved checkpoint: trained on
-        try:
-            vocab = InterleavedVocab.of(tokenizer, num_units)
-        except ConfigError as err:  # e.g. its 500 units against num_units 200
-            raise ConfigError(f"{model_name_or_path}: {err}") from err
-    else:
+    vocab = checkpoint_vocab(tokenizer, num_units, model_name_or_path)  # an interleaved checkpoint: trained on
+    if vocab is None:
         vocab = extend_text_lm(model, tokenizer, num_units)
     return model, tokenizer, vocab
+
+
+def checkpoint_vocab(tokenizer, num_units: int, model_name_or_path: str) -> InterleavedVocab | None:
+    """The `InterleavedVocab` of a tokenizer that has the modality markers (an interleaved checkpoint's), None for
+    one without them. Raises a ConfigError naming the model when its unit tokens are not `num_units`."""
+    if not {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):
+        return None
+    try:
+        return InterleavedVocab.of(tokenizer, num_units)
+    except ConfigError as err:  # e.g. its 500 units against num_units 200
+        raise ConfigError(f"{model_name_or_path}: {err}") from err
 
 
 def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision: str | None = None):
@@ -147,12 +154,21 @@ def load_interleaved_tokenizer(model_name_or_path: str, num_units: int, revision
         except (OSError, ValueError) as err:
             raise model_load_error(model_name_or_path, err) from err
         return None  # a model without a tokenizer: not an interleaved checkpoint
-    if not {SPEECH_MARKER, TEXT_MARKER} <= set(tokenizer.get_vocab()):
-        return None
-    try:
-        return tokenizer, InterleavedVocab.of(tokenizer, num_units)
-    except ConfigError as err:
-        raise ConfigError(f"{model_name_or_path}: {err}") from err
+    vocab = checkpoint_vocab(tokenizer, num_units, model_name_or_path)
+    return None if vocab is None else (tokenizer, vocab)
+
+
+def load_model_vocabulary(model_name_or_path: str, num_units: int, revision: str | None = None):
+    """What evaluation starts from, checked before any data or weights are read: (tokenizer, vocab)
+    of an interleaved checkpoint (`load_interleaved_tokenizer`), or None for a speech LM over the unit vocabulary,
+    whose size is then checked against `num_units` (`unit_lm.check_unit_lm`), so that a `num_units` the model does not
+    have is reported against the model rather than against a data row."""
+    from slam_recipes.modeling.unit_lm import check_unit_lm
+
+    interleaved = load_interleaved_tokenizer(model_name_or_path, num_units, revision)
+    if interleaved is None:
+        check_unit_lm(model_name_or_path, num_units, revision)
+    return interleaved
 
 
 def check_interleaved_lm(model, tokenizer, where: str) -> None:
