@@ -21,6 +21,7 @@ from slam_recipes.evaluation.likelihood import (
     padded_length_batches,
     pair_outcomes,
     sequence_log_likelihoods,
+    write_results,
 )
 from slam_recipes.modeling.unit_lm import build_unit_lm
 from slam_recipes.units import build_unit_tokenizer
@@ -386,6 +387,32 @@ def test_convert_then_evaluate_recipes(tmp_path, tiny_unit_lm_dir):
     assert report["results"]["tsc"]["score"] == pytest.approx(expected) and expected != 50.0
     assert report["results"]["tsc"]["pairs_per_second"] > 0
     assert (tmp_path / "results" / "likelihood_eval.md").read_text().startswith("| benchmark |")
+
+
+def test_results_replace_an_earlier_run_and_a_warning_names_what_it_drops(tmp_path, caplog):
+    """A second run into the same folder replaces the first one's files; the benchmarks of the first that the
+    second does not score are named in one warning, and a run that scores them all again warns of nothing."""
+
+    def result(score):
+        return {"score": score, "num_pairs": 4, "num_groups": 2, "likelihood": "mean", "aggregation": "pairs"}
+
+    write_results(str(tmp_path), {"tsc_s2t": result(75.0), "tsc_t2t": result(100.0), "ssc": result(50.0)}, {})
+    with caplog.at_level("WARNING", logger="slam_recipes.evaluation.likelihood"):
+        json_path, md_path = write_results(str(tmp_path), {"tsc_t2t": result(87.5)}, {"run": 2})
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        f"{json_path}: replacing an earlier run's results; its ssc, tsc_s2t are not scored in this run (score them "
+        "in one run to keep them together, or give another output_dir)"
+    ]
+    with open(json_path) as f:
+        assert json.load(f) == {"run": 2, "results": {"tsc_t2t": result(87.5)}}
+    with open(md_path) as f:
+        markdown = f.read()
+    assert "| tsc_t2t | 87.50 |" in markdown and "tsc_s2t" not in markdown
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="slam_recipes.evaluation.likelihood"):
+        write_results(str(tmp_path), {"tsc_t2t": result(90.0), "ssc": result(52.0)}, {})
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
 
 
 @pytest.mark.parametrize("case", ["out_of_vocab", "text_lm", "no_model", "no_benchmarks"])

@@ -367,12 +367,22 @@ def results_markdown(results: dict[str, dict]) -> str:
 
 def write_results(output_dir: str, results: dict[str, dict], metadata: dict) -> tuple[str, str]:
     """Write `likelihood_eval.json` (metadata + results) and `likelihood_eval.md`; return their paths. Each file is
-    written to a temporary name first, so an interrupted run leaves the previous results intact."""
+    written to a temporary name first, so an interrupted run leaves the previous results intact. The files replace
+    an earlier run's; a warning names each benchmark of that run that this one does not score again (its score is
+    gone), since results of two runs are not merged: they may be of two models or two settings."""
     import json
 
     os.makedirs(output_dir, exist_ok=True)
     json_path = os.path.join(output_dir, f"{RESULTS_NAME}.json")
     md_path = os.path.join(output_dir, f"{RESULTS_NAME}.md")
+    dropped = sorted(set(_earlier_results(json_path)) - set(results))
+    if dropped:
+        logger.warning(
+            "%s: replacing an earlier run's results; its %s not scored in this run (score them in one run to keep "
+            "them together, or give another output_dir)",
+            json_path,
+            ", ".join(dropped) + (" is" if len(dropped) == 1 else " are"),
+        )
     for path, text in (
         (json_path, json.dumps({**metadata, "results": results}, indent=2) + "\n"),
         (md_path, results_markdown(results)),
@@ -380,3 +390,15 @@ def write_results(output_dir: str, results: dict[str, dict], metadata: dict) -> 
         with atomic_write(path) as f:
             f.write(text)
     return json_path, md_path
+
+
+def _earlier_results(json_path: str) -> dict:
+    """The `results` of an earlier `likelihood_eval.json`, or {} where there is none (or it cannot be read)."""
+    import json
+
+    try:
+        with open(json_path) as f:
+            results = json.load(f).get("results", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return results if isinstance(results, dict) else {}
