@@ -626,8 +626,10 @@ def parse_recipe_args(dataclass_types, args: list[str] | None = None):
 
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
-    recipe = read_recipe(config_path, recipe_fields(dataclass_types)) if config_path is not None else None
     flags = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    recipe = read_recipe(config_path, recipe_fields(dataclass_types)) if config_path is not None else None
+    if recipe is not None:
+        recipe = _sources_from_the_command_line(recipe, flags)
 
     class RecipeParser(TrlParser):
         def error(self, message):  # argparse's hook for a bad value: one `error:` line, not the usage text
@@ -675,8 +677,8 @@ def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
 
     argv = sys.argv[1:] if args is None else list(args)
     config_path = _config_path(argv)
-    values = read_recipe(config_path) if config_path is not None else {}
     given = [arg[2:].split("=", 1)[0] for arg in argv if arg.startswith("--")]
+    values = _sources_from_the_command_line(read_recipe(config_path), given) if config_path is not None else {}
     for name in given:
         owner = next((obj for obj in parsed if name != "config" and hasattr(obj, name)), None)
         if owner is not None:
@@ -693,6 +695,15 @@ def resolved_recipe(parsed, args: list[str] | None = None) -> dict:
 
     session = ("resume_from_checkpoint",)  # how this session started, not what the run is
     return {key: plain(value) for key, value in values.items() if "token" not in key and key not in session}
+
+
+def _sources_from_the_command_line(recipe: dict, flags: list[str]) -> dict:
+    """The recipe file's mapping without its `datasets` where the command line gives `dataset_name`: the two are
+    forms of one setting, the sources, so the command line's replaces the file's as for any other setting (a YAML
+    `datasets:` mixture cannot be written on a command line)."""
+    if "datasets" in recipe and "dataset_name" in {flag.replace("-", "_") for flag in flags}:
+        return {key: value for key, value in recipe.items() if key != "datasets"}
+    return recipe
 
 
 def _config_path(argv: list[str]) -> str | None:

@@ -291,6 +291,21 @@ def test_cli_beats_yaml_beats_default():
     assert args.adam_beta1 == 0.9 and data_args.dedup is False  # defaults
 
 
+def test_sources_on_the_command_line_replace_a_recipes_mixture(tmp_path):
+    """`--dataset_name` replaces a recipe file's `datasets:` (two forms of the one setting, and a mixture cannot be
+    written on a command line), in the parsed arguments and in the recipe as run."""
+    from slam_recipes.configs import resolved_recipe
+
+    recipe = tmp_path / "mix.yaml"
+    recipe.write_text("datasets:\n  - path: data/units/a\n    fraction: 1\noutput_dir: o\n")
+    argv = ["--config", str(recipe), "--dataset_name", "data/units/b", "data/units/c", "--use_cpu", "true"]
+    parsed = parse_recipe_args(PRETRAIN, argv)
+    assert parsed[1].dataset_name == ["data/units/b", "data/units/c"] and parsed[1].datasets is None
+    as_run = resolved_recipe(parsed, argv)
+    assert "datasets" not in as_run and as_run["dataset_name"] == ["data/units/b", "data/units/c"]
+    assert parse("--config", str(recipe))[1].datasets[0]["path"] == "data/units/a"  # without the flag: the file's
+
+
 def test_unknown_yaml_key_is_an_error(tmp_path):
     path = tmp_path / "r.yaml"
     path.write_text("model_name_or_path: x\nlerning_rate: 0.1\n")
